@@ -1,0 +1,33 @@
+"""ament_python package; also a plain pip-installable package (the venv setup uses `pip install -e .`)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "gps_denied_nav"
+nodes = ["inference_node", "retrieval_node", "matching_node", "eskf_node", "lifecycle_manager"]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
+        (f"share/{package_name}/params", glob("params/*.yaml")),
+        (f"share/{package_name}/rviz", glob("rviz/*.rviz")),
+        (f"share/{package_name}/models", glob("models/*.md")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    python_requires=">=3.10",
+    maintainer="gps_denied_nav maintainers",
+    maintainer_email="maintainers@gps-denied-nav.dev",
+    description="GNSS-denied UAV navigation: visual geo-localisation fused with IMU in an ESKF.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [f"{n} = {package_name}.nodes.{n}:main" for n in nodes]
+        + ["gdn = gps_denied_nav.cli:main"],
+    },
+)

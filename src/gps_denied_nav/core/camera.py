@@ -1,0 +1,90 @@
+"""Pinhole camera model and the ground-plane homography that links camera pixels to map metres.
+
+Camera frame is OpenCV's optical frame (x right, y down, z along the optical axis). The map is a
+flat ground plane at height ``ground_up_m`` in the ENU world frame, so every view of it is a
+homography: ``pixel ~ H_image_ground @ [east_m, north_m, 1]`` (Hartley & Zisserman 2004, sec. 8.1.1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Camera axes (columns) in body FLU for the default nadir mount: optical axis down (-z_body),
+# image "up" (-y_cam) towards the nose (+x_body), image right (+x_cam) to starboard (-y_body).
+R_BODY_CAM_NADIR = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics in pixels; distortion coefficients in OpenCV order (k1, k2, p1, p2, k3)."""
+
+    fx_px: float
+    fy_px: float
+    cx_px: float
+    cy_px: float
+    width_px: int
+    height_px: int
+    distortion: tuple[float, ...] = ()
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx_px, 0.0, self.cx_px], [0.0, self.fy_px, self.cy_px], [0.0, 0.0, 1.0]])
+
+    @classmethod
+    def from_hfov(cls, width_px: int, height_px: int, hfov_deg: float) -> CameraIntrinsics:
+        """Square pixels, principal point at the image centre."""
+        f = 0.5 * width_px / np.tan(0.5 * np.radians(hfov_deg))
+        return cls(f, f, 0.5 * (width_px - 1), 0.5 * (height_px - 1), width_px, height_px)
+
+    @classmethod
+    def from_K(cls, K: np.ndarray, width_px: int, height_px: int,
+               distortion: tuple[float, ...] = ()) -> CameraIntrinsics:
+        return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]),
+                   int(width_px), int(height_px), tuple(float(d) for d in distortion))
+
+    def scaled(self, factor: float) -> CameraIntrinsics:
+        """Intrinsics of the same camera after resizing the image by ``factor``."""
+        return CameraIntrinsics(self.fx_px * factor, self.fy_px * factor,
+                                (self.cx_px + 0.5) * factor - 0.5, (self.cy_px + 0.5) * factor - 0.5,
+                                int(round(self.width_px * factor)), int(round(self.height_px * factor)),
+                                self.distortion)
+
+
+def ground_to_image_homography(K: np.ndarray, R_world_cam: np.ndarray, cam_pos_enu_m: np.ndarray,
+                               ground_up_m: float = 0.0) -> np.ndarray:
+    """[3x3] H with pixel ~ H @ [east_m, north_m, 1] for ground points at height ground_up_m.
+
+    A ground point P = (e, n, g) lands at X_cam = R_world_cam^T (P - C); writing P - C as
+    [e_x e_y (g e_z - C)] @ [e, n, 1]^T gives H = K R^T [e_x, e_y, g e_z - C].
+    """
+    c = np.asarray(cam_pos_enu_m, dtype=float)
+    plane = np.array([[1.0, 0.0, -c[0]], [0.0, 1.0, -c[1]], [0.0, 0.0, ground_up_m - c[2]]])
+    return K @ R_world_cam.T @ plane
+
+
+def project_points(K: np.ndarray, R_world_cam: np.ndarray, cam_pos_enu_m: np.ndarray,
+                   points_enu_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World points [N,3] -> (pixels [N,2], depth_m [N]); depth <= 0 means behind the camera."""
+    x_cam = (np.asarray(points_enu_m, dtype=float) - cam_pos_enu_m) @ R_world_cam
+    depth = x_cam[:, 2]
+    uv = (x_cam @ K.T)[:, :2] / depth[:, None]
+    return uv, depth
+
+
+def pixel_rays_world(K: np.ndarray, R_world_cam: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Pixels [N,2] -> unit ray directions [N,3] in the world frame."""
+    homog = np.column_stack([pixels, np.ones(len(pixels))])
+    rays = np.linalg.solve(K, homog.T).T @ R_world_cam.T
+    return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+
+
+def intersect_ground(cam_pos_enu_m: np.ndarray, rays_world: np.ndarray,
+                     ground_up_m: float = 0.0) -> np.ndarray:
+    """Ray/ground-plane intersections [N,3]; NaN where a ray does not point down to the plane."""
+    dz = rays_world[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (ground_up_m - cam_pos_enu_m[2]) / dz
+    pts = cam_pos_enu_m + s[:, None] * rays_world
+    pts[~(s > 0)] = np.nan
+    return pts
