@@ -88,3 +88,12 @@ def intersect_ground(cam_pos_enu_m: np.ndarray, rays_world: np.ndarray,
     pts = cam_pos_enu_m + s[:, None] * rays_world
     pts[~(s > 0)] = np.nan
     return pts
+
+
+def camera_mount_rotation(mount_rpy_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """R_body_cam of a camera mounted with the given roll/pitch/yaw (deg, about the camera's own
+    x, y, z axes) relative to the default nadir mount ``R_BODY_CAM_NADIR``."""
+    from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
+
+    r, p, y = np.radians(mount_rpy_deg)
+    return R_BODY_CAM_NADIR @ quat_to_rotmat(quat_from_euler(r, p, y))
