@@ -1,0 +1,259 @@
+"""Absolute visual fix: SIFT matches between a nadir frame and georeferenced map tiles -> camera pose.
+
+The query is described once (SIFT, RootSIFT by default), matched against every retrieved candidate
+tile's precomputed features (FLANN 2-NN, Lowe ratio test, optional mutual check), and a USAC MAGSAC
+homography ground -> image sorts inliers from outliers per tile; the tile with most inliers wins. Its
+inliers give the full 6-DoF camera pose by planar PnP (``pose_from_plane``) with a first-order,
+inflated covariance, and the solution must be plausible (above ground, altitude in range, tilt small,
+inliers spread over the image, consistent with a prior attitude/altitude when one is given) before it
+is accepted. Every outcome is one ``MatchResult`` whose ``reason`` says why a frame was not accepted.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gps_denied_nav.core.camera import R_BODY_CAM_NADIR, project_points
+from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.local_features import detect_features, flann_index, match_descriptors
+from gps_denied_nav.core.pose_from_plane import PlanarPose, solve_planar_pose, tilt_of
+
+__all__ = ["MatchingConfig", "TileFeatures", "PosePrior", "MatchResult", "VisualFix", "detect_features",
+           "match_frame", "check_plausibility", "inlier_spread"]
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Parameters of the matcher; the defaults are the ROS parameters' defaults."""
+
+    max_features: int = 2000  # SIFT keypoints kept on the query frame, strongest response first
+    root_sift: bool = True  # RootSIFT (Arandjelovic & Zisserman 2012); must match the corpus features
+    ratio: float = 0.8  # Lowe ratio test on descriptor distances (nearest / second nearest)
+    mutual_check: bool = True  # keep query i -> tile j only if j's nearest query descriptor is i
+    flann_trees: int = 4  # randomised kd-trees in the per-tile FLANN index
+    flann_checks: int = 64  # leaves visited per query descriptor (recall vs time)
+    usac_method: int = cv2.USAC_MAGSAC  # robust estimator for the ground -> image homography
+    ransac_threshold_px: float = 3.0  # inlier threshold of the homography and of the final pose, px
+    ransac_confidence: float = 0.999  # probability of having drawn one all-inlier sample
+    ransac_max_iterations: int = 5000  # cap on robust-estimator iterations per tile
+    min_inliers: int = 25  # fewer inliers on the best tile -> no fix
+    min_inlier_spread: float = 0.08  # inliers' convex hull area / image area; below -> clustered
+    sigma_floor_px: float = 0.3  # floor of the per-axis pixel noise in the covariance, px
+    # Factor on all covariances for what i.i.d. pixel noise leaves out: correlated keypoint errors,
+    # non-planar ground, resampling. 2 puts the horizontal NEES of the Turku benchmark at ~1.3 (2 DoF).
+    covariance_inflation: float = 2.0
+    # Horizontal 1-sigma of the map's own georegistration error, m, added to the fix covariance: a
+    # bias shared by every keypoint that no number of inliers averages out. Set it to the orthophoto's
+    # stated absolute accuracy; 0 when the map is the truth (simulation, benchmarks).
+    map_registration_sigma_m: float = 0.0
+    min_altitude_agl_m: float = 10.0  # camera height above the ground plane, lowest plausible, m
+    max_altitude_agl_m: float = 1500.0  # highest plausible, m
+    max_tilt_deg: float = 35.0  # largest plausible angle between body up and world up, deg
+    prior_tilt_tolerance_deg: float = 10.0  # largest tilt difference to a prior attitude, deg
+    prior_altitude_tolerance_m: float = 60.0  # largest altitude difference to a prior altitude, m
+
+
+@dataclass(frozen=True)
+class TileFeatures:
+    """Precomputed features of one candidate map tile (corpus ``tile_features`` + retrieval)."""
+
+    tile_id: int | str  # corpus tile id or index
+    kp_enu_m: np.ndarray  # [M,2] float32 east/north of each keypoint in the corpus ENU frame, m
+    desc: np.ndarray  # [M,128] float32 descriptors from detect_features
+    retrieval_score: float = 0.0  # similarity from retrieval, carried into the fix
+
+
+@dataclass(frozen=True)
+class PosePrior:
+    """Optional prior for the sanity checks (e.g. from the ESKF)."""
+
+    R_world_body: np.ndarray | None = None  # [3x3] attitude; only its tilt is compared
+    cam_up_m: float | None = None  # camera height in the corpus ENU frame, m
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Outcome of match_frame; pose fields stay None/NaN when no pose was computed."""
+
+    accepted: bool  # True when the fix is plausible and may be fused
+    reason: str  # "accepted", or "<category>: <detail>" saying why not (split at ':' to count them)
+    tile_inliers: tuple[tuple[int | str, int], ...]  # (tile_id, homography inliers) per candidate
+    query_features: int  # keypoints detected on the query
+    detect_ms: float  # SIFT on the query
+    match_ms: float  # descriptor matching, all tiles
+    homography_ms: float  # USAC homographies, all tiles
+    pose_ms: float  # PnP, covariance and checks
+    tile_id: int | str | None = None  # best tile (most inliers)
+    cam_pos_enu_m: np.ndarray | None = None  # [3] camera centre in the corpus ENU frame, m
+    R_world_cam: np.ndarray | None = None  # [3x3] camera axes in ENU
+    R_world_body: np.ndarray | None = None  # [3x3] base_link axes in ENU
+    cov_pos_enu_m2: np.ndarray | None = None  # [3x3] camera-centre covariance, m^2 (inflated)
+    cov_att_world_rad2: np.ndarray | None = None  # [3x3] world-frame attitude error covariance, rad^2
+    heading_rad: float = float("nan")  # yaw of base_link, 0 = east, counter-clockwise
+    heading_var_rad2: float = float("nan")  # variance of heading_rad, rad^2
+    inliers: int = 0  # inliers of the final pose on the best tile
+    inlier_ratio: float = 0.0  # inliers / ratio-test matches on the best tile
+    reprojection_rmse_px: float = float("nan")  # RMS reprojection error of the inliers, px
+
+    def to_visual_fix(self, stamp_s: float, frame: LocalTangentPlane,
+                      retrieval_score: float = 0.0) -> VisualFix:
+        """Geodetic fix of the camera centre; frame is the corpus's ENU origin."""
+        lat, lon, alt = frame.to_geodetic(self.cam_pos_enu_m)
+        return VisualFix(float(stamp_s), float(lat), float(lon), float(alt), self.cov_pos_enu_m2,
+                         self.heading_rad, self.heading_var_rad2, self.tile_id, self.inliers,
+                         self.inlier_ratio, self.reprojection_rmse_px, float(retrieval_score))
+
+
+@dataclass(frozen=True)
+class VisualFix:
+    """Accepted fix in geodetic form, as it travels between nodes."""
+
+    stamp_s: float
+    lat_deg: float
+    lon_deg: float
+    alt_m: float
+    cov_enu_m2: np.ndarray  # [3x3]
+    heading_rad: float
+    heading_var_rad2: float
+    tile_id: int | str
+    inliers: int
+    inlier_ratio: float
+    reprojection_rmse_px: float
+    retrieval_score: float
+
+
+def _homography_inliers(px: np.ndarray, en: np.ndarray, config: MatchingConfig) -> np.ndarray:
+    """Boolean [K] inliers of a USAC homography ground (centred east/north) -> image pixels."""
+    if len(px) < max(config.min_inliers, 4):
+        return np.zeros(len(px), bool)
+    # Ground -> image so that the threshold is in query pixels; centring keeps the DLT conditioned.
+    # North is negated: seen from above, (east, north) -> (col, row) with rows pointing down is a
+    # reflection, and USAC discards orientation-reversing minimal samples as degenerate.
+    ground = (en - en.mean(axis=0)) * np.array([1.0, -1.0])
+    _, mask = cv2.findHomography(ground, px, config.usac_method, config.ransac_threshold_px,
+                                 maxIters=config.ransac_max_iterations,
+                                 confidence=config.ransac_confidence)
+    return np.zeros(len(px), bool) if mask is None else mask.ravel().astype(bool)
+
+
+def inlier_spread(pixels_px: np.ndarray, width_px: int, height_px: int) -> float:
+    """Area of the convex hull of pixels [N,2] as a fraction of the image area."""
+    if len(pixels_px) < 3:
+        return 0.0
+    hull = cv2.convexHull(np.asarray(pixels_px, dtype=np.float32))
+    return float(cv2.contourArea(hull)) / float(width_px * height_px)
+
+
+def check_plausibility(cam_pos_enu_m: np.ndarray, R_world_body: np.ndarray, ground_up_m: float,
+                       config: MatchingConfig, prior: PosePrior | None = None) -> str | None:
+    """Reason a pose is implausible, or None. cam_pos_enu_m [3] m; R_world_body [3x3]."""
+    agl_m = float(cam_pos_enu_m[2]) - ground_up_m
+    if agl_m <= 0.0:
+        return f"camera below the ground: {agl_m:.1f} m"
+    if not config.min_altitude_agl_m <= agl_m <= config.max_altitude_agl_m:
+        return f"altitude out of range: {agl_m:.0f} m above ground"
+    tilt_deg = np.degrees(tilt_of(R_world_body))
+    if tilt_deg > config.max_tilt_deg:
+        return f"tilt too large: {tilt_deg:.0f} deg"
+    if prior is not None and prior.R_world_body is not None:
+        # Relative tilt: gravity makes the prior's roll/pitch trustworthy, its heading may have drifted.
+        up_est, up_prior = R_world_body[:, 2], np.asarray(prior.R_world_body)[:, 2]
+        diff_deg = np.degrees(np.arccos(np.clip(up_est @ up_prior, -1.0, 1.0)))
+        if diff_deg > config.prior_tilt_tolerance_deg:
+            return f"tilt disagrees with prior: {diff_deg:.0f} deg apart"
+    if prior is not None and prior.cam_up_m is not None:
+        if abs(float(cam_pos_enu_m[2]) - prior.cam_up_m) > config.prior_altitude_tolerance_m:
+            return f"altitude disagrees with prior: {float(cam_pos_enu_m[2]) - prior.cam_up_m:+.0f} m"
+    return None
+
+
+def _solve_and_reselect(K: np.ndarray, px: np.ndarray, en: np.ndarray, inl: np.ndarray, ground_up_m: float,
+                        config: MatchingConfig, R_body_cam: np.ndarray) -> tuple[PlanarPose | None, np.ndarray]:
+    """PnP on the homography inliers, then once more on the matches the pose itself explains.
+
+    The pose has 6 DoF against the homography's 8, so its own inlier set is the one its residuals and
+    covariance must describe.
+    """
+    ground = np.column_stack([en, np.full(len(en), ground_up_m)])
+
+    def solve(mask: np.ndarray) -> PlanarPose | None:
+        return solve_planar_pose(K, px[mask], en[mask], ground_up_m, config.sigma_floor_px,
+                                 config.covariance_inflation, R_body_cam)
+
+    pose = solve(inl)
+    for _ in range(2):
+        if pose is None:
+            break
+        uv, depth = project_points(K, pose.R_world_cam, pose.cam_pos_enu_m, ground)
+        new_inl = (depth > 0) & (np.linalg.norm(uv - px, axis=1) < config.ransac_threshold_px)
+        if np.array_equal(new_inl, inl) or new_inl.sum() < 4:
+            break
+        inl = new_inl
+        pose = solve(inl)
+    return pose, inl
+
+
+def match_frame(query_image: np.ndarray, K: np.ndarray, candidates: list[TileFeatures],
+                config: MatchingConfig = MatchingConfig(), ground_up_m: float = 0.0,
+                prior: PosePrior | None = None, R_body_cam: np.ndarray = R_BODY_CAM_NADIR,
+                distortion: tuple[float, ...] = ()) -> MatchResult:
+    """Camera pose and position fix of one query frame against candidate map tiles.
+
+    query_image: [H,W,3] RGB or [H,W] gray uint8. K: [3x3] intrinsics (px); distortion in OpenCV order,
+    applied to the keypoints. candidates: tiles whose kp_enu_m lie in the corpus ENU frame, with the
+    ground plane at ground_up_m (m). prior: optional attitude/altitude for the sanity checks.
+    R_body_cam: [3x3] camera mount (camera axes in body FLU) for R_world_body and the heading.
+    """
+    t0 = time.perf_counter()
+    height_px, width_px = query_image.shape[:2]
+    kp, desc = detect_features(query_image, config.max_features, root_sift=config.root_sift)
+    if len(distortion) and len(kp):
+        kp = cv2.undistortPoints(kp.reshape(-1, 1, 2), K, np.asarray(distortion, float), P=K).reshape(-1, 2)
+    detect_ms, match_ms, homography_ms = 1e3 * (time.perf_counter() - t0), 0.0, 0.0
+    if len(kp) < config.min_inliers:
+        return MatchResult(False, f"too few query features: {len(kp)}", (), len(kp), detect_ms, 0.0, 0.0, 0.0)
+
+    query_index = flann_index(desc, config.flann_trees) if config.mutual_check else None
+    per_tile = []
+    for tile in candidates:
+        t1 = time.perf_counter()
+        pairs = match_descriptors(desc, tile.desc, config.ratio, config.mutual_check, config.flann_trees,
+                                  config.flann_checks, query_index)
+        t2 = time.perf_counter()
+        px, en = kp[pairs[:, 0]].astype(float), tile.kp_enu_m[pairs[:, 1]].astype(float)
+        inl = _homography_inliers(px, en, config)
+        match_ms += 1e3 * (t2 - t1)
+        homography_ms += 1e3 * (time.perf_counter() - t2)
+        per_tile.append((tile, px, en, inl))
+    tile_inliers = tuple((t.tile_id, int(inl.sum())) for t, _, _, inl in per_tile)
+    best_count = max((n for _, n in tile_inliers), default=0)
+    if best_count < config.min_inliers:
+        return MatchResult(False, f"too few inliers: {best_count}", tile_inliers, len(kp), detect_ms, match_ms,
+                           homography_ms, 0.0)
+
+    t3 = time.perf_counter()
+    tile, px, en, inl = max(per_tile, key=lambda item: int(item[3].sum()))
+    pose, inl = _solve_and_reselect(K, px, en, inl, ground_up_m, config, R_body_cam)
+    n_inl = int(inl.sum())
+    if pose is None:
+        return MatchResult(False, "pose failed: degenerate planar PnP", tile_inliers, len(kp), detect_ms,
+                           match_ms, homography_ms, 1e3 * (time.perf_counter() - t3), tile_id=tile.tile_id)
+    R_world_body = pose.R_world_cam @ np.asarray(R_body_cam).T
+    spread = inlier_spread(px[inl], width_px, height_px)
+    if n_inl < config.min_inliers:
+        reason = f"too few inliers: {n_inl} fit the pose"
+    elif spread < config.min_inlier_spread:
+        reason = f"inliers clustered: hull {spread:.0%} of the image"
+    else:
+        reason = check_plausibility(pose.cam_pos_enu_m, R_world_body, ground_up_m, config, prior)
+    cov_map = np.diag([1.0, 1.0, 0.0]) * config.map_registration_sigma_m**2
+    return MatchResult(
+        reason is None, reason or "accepted", tile_inliers, len(kp), detect_ms, match_ms, homography_ms,
+        1e3 * (time.perf_counter() - t3), tile_id=tile.tile_id, cam_pos_enu_m=pose.cam_pos_enu_m,
+        R_world_cam=pose.R_world_cam, R_world_body=R_world_body, cov_pos_enu_m2=pose.cov_pos_enu_m2 + cov_map,
+        cov_att_world_rad2=pose.cov_att_world_rad2, heading_rad=pose.heading_rad,
+        heading_var_rad2=pose.heading_var_rad2, inliers=n_inl, inlier_ratio=n_inl / max(len(px), 1),
+        reprojection_rmse_px=pose.reprojection_rmse_px)
