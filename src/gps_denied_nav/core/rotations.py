@@ -109,3 +109,80 @@ def euler_from_quat(q: np.ndarray) -> tuple[float, float, float]:
 def wrap_angle(a: float) -> float:
     """Wrap an angle to (-pi, pi]."""
     return float(-((-a + np.pi) % (2.0 * np.pi) - np.pi))
+
+
+# Batch helpers. Each is written as a couple of matrix products with constant coefficient tensors
+# rather than per-component arithmetic: for the N = 1 .. 1000 arrays of IMU propagation numpy's call
+# overhead, not arithmetic, is the cost, and this keeps it at two or three calls per function.
+_SKEW_COEFFS = np.zeros((3, 9))
+_SKEW_COEFFS[0, [7, 5]] = 1.0, -1.0
+_SKEW_COEFFS[1, [2, 6]] = 1.0, -1.0
+_SKEW_COEFFS[2, [3, 1]] = 1.0, -1.0
+
+# p ⊗ q = L(p) q with L(p) linear in p (Solà eq. 17): L(p) = sum_i p_i _QUAT_LEFT[i].
+_QUAT_LEFT = np.zeros((4, 4, 4))
+for _i, _row in enumerate(((0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0))):
+    for _r, _c in enumerate(_row):
+        _QUAT_LEFT[_c, _r, _i] = 1.0
+_QUAT_LEFT[1:, 0, 1:] *= -1.0  # first row: -x, -y, -z
+_QUAT_LEFT[1, 2, 3] = _QUAT_LEFT[2, 3, 1] = _QUAT_LEFT[3, 1, 2] = -1.0
+_QUAT_LEFT = _QUAT_LEFT.reshape(4, 16)
+
+# R(q) is quadratic in q (Solà eq. 115 in homogeneous form): vec(R) = vec(q q^T) @ _ROT_COEFFS.
+_ROT_COEFFS = np.zeros((4, 4, 3, 3))
+for (_a, _b, _r, _c), _v in {
+        (0, 0, 0, 0): 1, (1, 1, 0, 0): 1, (2, 2, 0, 0): -1, (3, 3, 0, 0): -1,
+        (0, 0, 1, 1): 1, (1, 1, 1, 1): -1, (2, 2, 1, 1): 1, (3, 3, 1, 1): -1,
+        (0, 0, 2, 2): 1, (1, 1, 2, 2): -1, (2, 2, 2, 2): -1, (3, 3, 2, 2): 1,
+        (1, 2, 0, 1): 2, (0, 3, 0, 1): -2, (1, 3, 0, 2): 2, (0, 2, 0, 2): 2,
+        (1, 2, 1, 0): 2, (0, 3, 1, 0): 2, (2, 3, 1, 2): 2, (0, 1, 1, 2): -2,
+        (1, 3, 2, 0): 2, (0, 2, 2, 0): -2, (2, 3, 2, 1): 2, (0, 1, 2, 1): 2}.items():
+    _ROT_COEFFS[_a, _b, _r, _c] = _v
+_ROT_COEFFS = _ROT_COEFFS.reshape(16, 9)
+
+
+def skew_batch(v: np.ndarray) -> np.ndarray:
+    """[..., 3] -> [..., 3, 3] cross-product matrices (vectorised `skew`)."""
+    v = np.asarray(v, dtype=float)
+    return (v @ _SKEW_COEFFS).reshape(v.shape[:-1] + (3, 3))
+
+
+def quat_multiply_batch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hamilton products p ⊗ q of [..., 4] arrays (broadcasting), Solà eq. 12."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    left = (p @ _QUAT_LEFT).reshape(p.shape[:-1] + (4, 4))
+    return (left @ q[..., None])[..., 0]
+
+
+def quat_from_rotvec_batch(theta: np.ndarray) -> np.ndarray:
+    """Rotation vectors [..., 3] (rad) -> unit quaternions [..., 4] (Solà eq. 101, vectorised)."""
+    theta = np.asarray(theta, dtype=float)
+    angle2 = np.einsum("...i,...i->...", theta, theta)
+    angle = np.sqrt(angle2)
+    # sin(x/2)/x by its Taylor series below 1e-4 rad (error < 1e-18), so tiny increments stay exact.
+    sinc_half = np.where(angle < 1e-4, 0.5 - angle2 / 48.0, np.sin(0.5 * angle) / np.maximum(angle, 1e-300))
+    out = np.empty(theta.shape[:-1] + (4,))
+    out[..., 0] = np.cos(0.5 * angle)
+    out[..., 1:] = sinc_half[..., None] * theta
+    return out
+
+
+def quat_to_rotmat_batch(q: np.ndarray) -> np.ndarray:
+    """Unit quaternions [..., 4] -> rotation matrices [..., 3, 3] (Solà eq. 115, vectorised)."""
+    q = np.asarray(q, dtype=float)
+    outer = (q[..., :, None] * q[..., None, :]).reshape(q.shape[:-1] + (16,))
+    return (outer @ _ROT_COEFFS).reshape(q.shape[:-1] + (3, 3))
+
+
+def quat_cumulative_product(dq: np.ndarray) -> np.ndarray:
+    """[N, 4] -> [N, 4] prefix products dq_0 ⊗ dq_1 ⊗ ... ⊗ dq_k.
+
+    Hillis-Steele scan: log2(N) vectorised passes instead of N Python-level products, which is what
+    makes re-propagating a second of IMU samples after a delayed fix cheap.
+    """
+    out = np.array(dq, dtype=float, copy=True)
+    step = 1
+    while step < len(out):
+        out[step:] = quat_multiply_batch(out[:-step], out[step:])
+        step *= 2
+    return out

@@ -1,0 +1,3 @@
+"""ROS-free demo world and flight simulation: procedural orthophoto (``world``), camera frames of any map
+raster (``render``), survey trajectory with exact kinematics (``trajectory``), sensor models (``imu_model``),
+the whole flight (``flight``), its MCAP clip (``clip``) and real tile sets as GeoTIFFs (``import_tiles``)."""
