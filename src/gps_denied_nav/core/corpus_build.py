@@ -1,0 +1,232 @@
+"""Provisioning: cut a georeferenced map into a retrieval corpus (the layout `core.corpus` reads).
+
+Steps: load the map onto an ENU grid, cut square north-up tiles on a regular grid (skipping tiles that
+are mostly nodata), adapt the untrained NetVLAD head to this map (PCA of backbone features for the
+reduction conv, k-means for the centroids), describe every tile with the same `DescriptorExtractor`
+the query side uses, build a flat inner-product FAISS index, detect SIFT once per grid cell of
+`stride_m` (with a context margin, keeping only keypoints inside the cell, so tiles share cells and no
+keypoint is stored twice), write a map preview, and finally a manifest with checksums of every file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import faiss
+import numpy as np
+
+from .corpus import CORPUS_FILES, Manifest, MapGeometry, Tile, file_sha256
+from .descriptor import DescriptorExtractor
+from .local_features import detect_features
+from .map_raster import MapRaster, load_geotiff
+from .netvlad import NetVLADConfig, NetVLADModel, build_model, initialize_from_local_features, save_checkpoint
+from .rectify import FILL_VALUE
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ProvisionConfig:
+    tile_size_m: float = 150.0  # side of a square tile; a whole multiple of stride_m
+    stride_m: float = 50.0  # tile grid step, also the side of a SIFT storage cell
+    tile_px: int = 320  # tile image side given to the descriptor (multiple of 32)
+    min_valid_fraction: float = 0.5  # tiles with less valid map than this are skipped
+    map_gsd_m: float | None = None  # resample the GeoTIFF on load (None: its native GSD)
+    sift_features_per_tile: int = 2000  # SIFT budget for a tile's area, shared by its cells
+    sift_margin_px: int = 32  # context around a cell for detection; keypoints are kept inside the cell
+    root_sift: bool = True  # descriptor flavour; the matcher's MatchingConfig.root_sift must agree
+    init_sample_size: int = 50000  # backbone feature vectors sampled for PCA and k-means
+    kmeans_iterations: int = 25  # Lloyd iterations of the centroid k-means
+    preview_max_px: int = 2048  # longest side of map.png
+    ground_alt_m: float | None = None  # ellipsoidal height of the flat ground (None: the map frame's origin)
+    device: str = "auto"  # inference device for provisioning (see core.descriptor)
+    batch_size: int = 8  # images per forward pass
+    seed: int = 0  # sampling and k-means seed: the same map and config give the same corpus
+    model: NetVLADConfig = field(default_factory=NetVLADConfig)  # architecture of the descriptor
+
+
+def tile_grid(raster: MapRaster, config: ProvisionConfig) -> list[dict]:
+    """Tiles of the grid anchored at the map's north-west corner with enough valid data (no images)."""
+    cells_per_tile = config.tile_size_m / config.stride_m
+    if abs(cells_per_tile - round(cells_per_tile)) > 1e-9 or cells_per_tile < 1:
+        raise ValueError("tile_size_m must be a whole multiple of stride_m")
+    height_px, width_px = raster.valid.shape
+    width_m, height_m = width_px * raster.gsd_m, height_px * raster.gsd_m
+    n_cols = int(math.floor((width_m - config.tile_size_m) / config.stride_m + 1e-9)) + 1
+    n_rows = int(math.floor((height_m - config.tile_size_m) / config.stride_m + 1e-9)) + 1
+    tiles = []
+    for row in range(max(n_rows, 0)):
+        for col in range(max(n_cols, 0)):
+            c0, r0 = round(col * config.stride_m / raster.gsd_m), round(row * config.stride_m / raster.gsd_m)
+            c1 = round((col * config.stride_m + config.tile_size_m) / raster.gsd_m)
+            r1 = round((row * config.stride_m + config.tile_size_m) / raster.gsd_m)
+            valid_fraction = float(raster.valid[r0:r1, c0:c1].mean())
+            if valid_fraction < config.min_valid_fraction:
+                continue
+            east_min = raster.east_min_m + col * config.stride_m
+            north_max = raster.north_max_m - row * config.stride_m
+            tiles.append({"tile_id": f"r{row:03d}c{col:03d}", "row": row, "col": col, "pixels": (r0, r1, c0, c1),
+                          "east_min_m": east_min, "north_min_m": north_max - config.tile_size_m,
+                          "east_max_m": east_min + config.tile_size_m, "north_max_m": north_max,
+                          "valid_fraction": valid_fraction})
+    return tiles
+
+
+def tile_image(raster: MapRaster, pixels: tuple[int, int, int, int], tile_px: int) -> np.ndarray:
+    """Map crop [r0:r1, c0:c1] -> [tile_px x tile_px x 3] uint8, nodata filled like rectified queries."""
+    r0, r1, c0, c1 = pixels
+    crop = raster.image_rgb[r0:r1, c0:c1].copy()
+    crop[~raster.valid[r0:r1, c0:c1]] = FILL_VALUE
+    return cv2.resize(crop, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+
+
+def detect_cell_features(raster: MapRaster, cell_pixels: tuple[int, int, int, int], max_features: int, margin_px: int,
+                         root_sift: bool) -> tuple[np.ndarray, np.ndarray]:
+    """SIFT keypoints inside one cell [r0:r1, c0:c1] -> (kp_enu_m [M x 2] float32, desc [M x 128] float32)."""
+    r0, r1, c0, c1 = cell_pixels
+    height_px, width_px = raster.valid.shape
+    pr0, pr1 = max(r0 - margin_px, 0), min(r1 + margin_px, height_px)
+    pc0, pc1 = max(c0 - margin_px, 0), min(c1 + margin_px, width_px)
+    # Nodata borders make strong false corners: erode the valid mask before detecting.
+    valid = cv2.erode(raster.valid[pr0:pr1, pc0:pc1].astype(np.uint8), np.ones((7, 7), np.uint8))
+    # OpenCV SIFT keeps its n strongest before the mask/cell filter, so ask in proportion to the area.
+    budget = int(math.ceil(max_features * (pr1 - pr0) * (pc1 - pc0) / max((r1 - r0) * (c1 - c0), 1)))
+    kp_px, desc = detect_features(raster.image_rgb[pr0:pr1, pc0:pc1], budget, mask=valid, root_sift=root_sift)
+    cols, rows = kp_px[:, 0] + pc0, kp_px[:, 1] + pr0
+    inside = np.flatnonzero((cols >= c0 - 0.5) & (cols < c1 - 0.5) & (rows >= r0 - 0.5) & (rows < r1 - 0.5))
+    inside = inside[:max_features]  # detect_features sorts by response: these are the strongest
+    east = raster.east_min_m + (cols[inside] + 0.5) * raster.gsd_m
+    north = raster.north_max_m - (rows[inside] + 0.5) * raster.gsd_m
+    return np.column_stack([east, north]).astype(np.float32), desc[inside].astype(np.float32)
+
+
+def adapt_model(images: list[np.ndarray], config: ProvisionConfig, rng: np.random.Generator,
+                report: ProgressCallback) -> tuple[NetVLADModel, float]:
+    """ImageNet backbone + NetVLAD head initialised on backbone features of (a sample of) the tiles.
+
+    images: tile images [tile_px x tile_px x 3] uint8. Returns (model, alpha of the soft assignment).
+    """
+    model = build_model(config.model)
+    backbone = DescriptorExtractor(model, config.device, config.tile_px, config.batch_size)
+    locations_per_tile = (config.tile_px // 32) ** 2
+    n_init_tiles = min(len(images), max(1, math.ceil(config.init_sample_size / locations_per_tile)))
+    init_tiles = np.sort(rng.choice(len(images), n_init_tiles, replace=False))
+    local = []
+    for start in range(0, n_init_tiles, config.batch_size):
+        feats = backbone.local_features([images[i] for i in init_tiles[start:start + config.batch_size]])
+        local.append(feats.transpose(0, 2, 3, 1).reshape(-1, feats.shape[1]))  # [B*h*w x 1280]
+        report("init", min(start + config.batch_size, n_init_tiles), n_init_tiles)
+    local = np.concatenate(local)
+    if len(local) > config.init_sample_size:
+        local = local[rng.choice(len(local), config.init_sample_size, replace=False)]
+    alpha = initialize_from_local_features(model, local, seed=config.seed, kmeans_iterations=config.kmeans_iterations)
+    return model, alpha
+
+
+def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConfig = ProvisionConfig(),
+              progress: ProgressCallback | None = None) -> Manifest:
+    """Write a corpus for a GeoTIFF path (read with `core.map_raster.load_geotiff`) or a MapRaster.
+
+    progress(stage, done, total) is called as work advances; stages: tiles, init, descriptors, sift, write.
+    """
+    report = progress or (lambda stage, done, total: None)
+    raster = map_source if isinstance(map_source, MapRaster) else load_geotiff(map_source, gsd_m=config.map_gsd_m)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The manifest is written last: removing an old one first means an interrupted run never leaves a
+    # directory that looks like a valid corpus.
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    rng = np.random.default_rng(config.seed)
+
+    tiles = tile_grid(raster, config)
+    if not tiles:
+        raise ValueError(f"no tile of {config.tile_size_m} m with >= {config.min_valid_fraction:.0%} valid data "
+                         "fits the map")
+    images = []
+    for i, tile in enumerate(tiles):
+        images.append(tile_image(raster, tile["pixels"], config.tile_px))
+        report("tiles", i + 1, len(tiles))
+
+    model, alpha = adapt_model(images, config, rng, report)
+    model_id = save_checkpoint(model, out_dir / "model.pt", config.model)
+
+    runtime = DescriptorExtractor(model, config.device, config.tile_px, config.batch_size)
+    descriptors = np.zeros((len(tiles), config.model.descriptor_dim), np.float32)
+    for start in range(0, len(tiles), config.batch_size):
+        descriptors[start:start + config.batch_size] = runtime.describe(images[start:start + config.batch_size])
+        report("descriptors", min(start + config.batch_size, len(tiles)), len(tiles))
+    np.save(out_dir / "descriptors.npy", descriptors)
+    index = faiss.IndexFlatIP(descriptors.shape[1])
+    index.add(descriptors)
+    faiss.write_index(index, str(out_dir / "index.faiss"))
+
+    features, cell_of = _write_features(raster, tiles, config, out_dir / "features.npz", report)
+    preview_geometry = _write_preview(raster, config.preview_max_px, out_dir / "map.png")
+    frame, m = raster.frame, round(config.tile_size_m / config.stride_m)
+    records = []
+    for i, tile in enumerate(tiles):
+        centre = (0.5 * (tile["east_min_m"] + tile["east_max_m"]), 0.5 * (tile["north_min_m"] + tile["north_max_m"]))
+        lat, lon, _ = frame.to_geodetic(np.array([centre[0], centre[1], 0.0]))
+        cells = tuple(cell_of[(tile["row"] + dr, tile["col"] + dc)] for dr in range(m) for dc in range(m))
+        fields = {k: v for k, v in tile.items() if k != "pixels"}
+        records.append(Tile(index=i, centre_enu_m=centre, centre_lat_deg=float(lat), centre_lon_deg=float(lon),
+                            cells=cells, **fields))
+    (out_dir / "tiles.json").write_text(json.dumps({"tiles": [asdict(t) for t in records]}, indent=1))
+
+    height_px, width_px = raster.valid.shape
+    manifest = Manifest(
+        origin=frame, source=str(raster.source),
+        map_geometry=MapGeometry(raster.east_min_m, raster.north_max_m, raster.gsd_m, width_px, height_px),
+        preview_geometry=preview_geometry, tile_size_m=config.tile_size_m, tile_stride_m=config.stride_m,
+        tile_px=config.tile_px, model_id=model_id, descriptor_dim=config.model.descriptor_dim,
+        num_tiles=len(tiles), num_features=features, root_sift=config.root_sift,
+        ground_alt_m=frame.origin_alt_m if config.ground_alt_m is None else float(config.ground_alt_m),
+        provision_config={**asdict(config), "netvlad_alpha": alpha, "created_unix_s": time.time()},
+        files={name: {"sha256": file_sha256(out_dir / name), "bytes": (out_dir / name).stat().st_size}
+               for name in CORPUS_FILES})
+    (out_dir / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1))
+    report("write", 1, 1)
+    return manifest
+
+
+def _write_features(raster: MapRaster, tiles: list[dict], config: ProvisionConfig, path: Path,
+                    report: ProgressCallback) -> tuple[int, dict]:
+    """Detect SIFT once per stride cell that some tile covers; returns (keypoint count, (row, col) -> cell)."""
+    m = round(config.tile_size_m / config.stride_m)
+    cell_keys = sorted({(t["row"] + dr, t["col"] + dc) for t in tiles for dr in range(m) for dc in range(m)})
+    per_cell = int(math.ceil(config.sift_features_per_tile / (m * m)))
+    kps, descs, offsets, bounds = [], [], [0], []
+    for i, (row, col) in enumerate(cell_keys):
+        r0, r1 = round(row * config.stride_m / raster.gsd_m), round((row + 1) * config.stride_m / raster.gsd_m)
+        c0, c1 = round(col * config.stride_m / raster.gsd_m), round((col + 1) * config.stride_m / raster.gsd_m)
+        kp, desc = detect_cell_features(raster, (r0, r1, c0, c1), per_cell, config.sift_margin_px, config.root_sift)
+        kps.append(kp)
+        descs.append(desc)
+        offsets.append(offsets[-1] + len(kp))
+        east_min, north_max = raster.east_min_m + col * config.stride_m, raster.north_max_m - row * config.stride_m
+        bounds.append([east_min, north_max - config.stride_m, east_min + config.stride_m, north_max])
+        report("sift", i + 1, len(cell_keys))
+    np.savez(path, keypoints_enu_m=np.concatenate(kps).reshape(-1, 2).astype(np.float32),
+             descriptors=np.concatenate(descs).reshape(-1, 128).astype(np.float32),
+             cell_offsets=np.asarray(offsets, np.int64), cell_bounds_enu_m=np.asarray(bounds, np.float64))
+    return offsets[-1], {key: i for i, key in enumerate(cell_keys)}
+
+
+def _write_preview(raster: MapRaster, max_px: int, path: Path) -> MapGeometry:
+    """map.png: RGBA (alpha = valid) downsampled by an integer factor so its grid stays exact."""
+    height_px, width_px = raster.valid.shape
+    factor = max(1, math.ceil(max(height_px, width_px) / max_px))
+    h, w = height_px // factor, width_px // factor
+    rgb = raster.image_rgb[:h * factor, :w * factor]
+    valid = raster.valid[:h * factor, :w * factor].astype(np.float32)
+    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    alpha = (cv2.resize(valid, (w, h), interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8) * 255
+    bgra = np.dstack([cv2.cvtColor(small, cv2.COLOR_RGB2BGR), alpha])
+    if not cv2.imwrite(str(path), bgra):
+        raise OSError(f"{path}: could not write the map preview")
+    return MapGeometry(raster.east_min_m, raster.north_max_m, raster.gsd_m * factor, w, h)
