@@ -1,2 +1,146 @@
-def main():  # replaced below
-    raise SystemExit("not yet")
+"""``gdn``: the command-line tool (provision a corpus, simulate a clip, run the graph, replay, demo).
+
+Subcommands import their heavy dependencies lazily, so ``gdn --help`` answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _progress(stage: str):
+    from gps_denied_nav.replay.session import print_progress
+
+    return lambda done, total: print_progress(stage, done, total)
+
+
+def cmd_provision(args) -> int:
+    from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+
+    config = ProvisionConfig(tile_size_m=args.tile_size_m, stride_m=args.stride_m, tile_px=args.tile_px)
+    t0 = time.monotonic()
+    manifest = provision(args.ortho, args.out, config,
+                         progress=lambda stage, done, total: _progress(f"provision: {stage}")(done, total))
+    print(f"corpus {args.out}: {manifest.num_tiles} tiles in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from gps_denied_nav.core.map_raster import load_geotiff
+    from gps_denied_nav.sim.clip import write_clip
+    from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
+
+    raster = load_geotiff(args.ortho)
+    flight = simulate_flight(raster, FlightConfig(seed=args.seed, duration_s=args.duration_s),
+                             progress=_progress("render frames"))
+    write_clip(flight, args.out, progress=_progress("write clip"))
+    print(f"flight clip {args.out}: {args.duration_s:.0f} s")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from gps_denied_nav.replay.graph import GraphHost
+
+    overrides = {"corpus_dir": args.corpus} if args.corpus else {}
+    if args.use_sim_time:
+        overrides["use_sim_time"] = True
+    host = GraphHost(args.params, overrides).start()
+    try:
+        host.wait_until_active()
+        print("graph active; Ctrl-C to stop", file=sys.stderr)
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        host.close()
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from gps_denied_nav.replay.session import replay
+
+    report = replay(args.clip, args.corpus, args.out, rate=args.rate, params_file=args.params,
+                    record_debug_images=args.record_debug_images)
+    print(json.dumps({k: v for k, v in report.to_json_dict().items() if not isinstance(v, dict)}, indent=2))
+    print(f"report: {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def cmd_diagnostics(args) -> int:
+    from gps_denied_nav.replay.inspect_bag import format_diagnostics
+
+    print(format_diagnostics(args.bag, with_rates=args.rates))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from gps_denied_nav.replay.demo import run_demo
+
+    report = run_demo(Path(args.out), seed=args.seed, rate=args.rate, duration_s=args.duration_s, force=args.force)
+    return 0 if report["pass"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gdn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("provision", help="cut a GeoTIFF into a tile corpus with descriptors and a FAISS index")
+    p.add_argument("--ortho", required=True, help="georeferenced orthophoto (GeoTIFF, any CRS rasterio reads)")
+    p.add_argument("--out", required=True, help="corpus directory to write")
+    p.add_argument("--tile-size-m", type=float, default=150.0)
+    p.add_argument("--stride-m", type=float, default=50.0)
+    p.add_argument("--tile-px", type=int, default=320)
+    p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("simulate", help="render a flight clip bag over any GeoTIFF")
+    p.add_argument("--ortho", required=True)
+    p.add_argument("--out", required=True, help="bag path to write (MCAP)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration-s", type=float, default=90.0)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("run", help="host every node in one process (a Python component container)")
+    p.add_argument("--params", required=True, help="params YAML (params/gps_denied_nav.yaml)")
+    p.add_argument("--corpus", help="override corpus_dir of every node")
+    p.add_argument("--use-sim-time", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="run the graph on a flight clip and score it")
+    p.add_argument("clip", help="flight clip bag (MCAP or sqlite3)")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    p.add_argument("--params", help="params YAML (default: the package's params/gps_denied_nav.yaml)")
+    p.add_argument("--record-debug-images", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("diagnostics", help="the last /diagnostics status of every node in a recorded bag")
+    p.add_argument("bag", help="e.g. OUT_DIR/outputs.mcap from gdn replay")
+    p.add_argument("--rates", action="store_true", help="also show the per-counter rates")
+    p.set_defaults(func=cmd_diagnostics)
+
+    p = sub.add_parser("demo", help="generate the demo world and flight, provision, replay, report")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--duration-s", type=float, default=90.0)
+    p.add_argument("--force", action="store_true", help="regenerate world, clip and corpus")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"gdn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin rclpy lifecycle nodes: message <-> numpy, parameters -> frozen dataclasses -> core."""

@@ -1,0 +1,81 @@
+"""Filter state -> nav_msgs/Odometry and sensor_msgs/NavSatFix (with covariances), and back from fixes."""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import TransformStamped
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import NavSatFix, NavSatStatus
+
+from gps_denied_nav.core.eskf_state import StateEstimate
+from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.rotations import quat_to_rotmat
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.conversions import s_to_stamp, wxyz_to_quat_msg
+
+_POS, _VEL, _ATT = slice(0, 3), slice(3, 6), slice(6, 9)
+
+
+def odometry_msg(est: StateEstimate, gyro_body_radps: np.ndarray) -> Odometry:
+    """map -> base_link pose with covariance; twist in base_link (REP-105: twist in the child frame)."""
+    s, P = est.state, est.covariance
+    msg = Odometry()
+    msg.header.stamp = s_to_stamp(est.stamp_s)
+    msg.header.frame_id = names.MAP_FRAME
+    msg.child_frame_id = names.BODY_FRAME
+    p = msg.pose.pose.position
+    p.x, p.y, p.z = (float(v) for v in s.pos_enu_m)
+    wxyz_to_quat_msg(s.q_world_body, msg.pose.pose.orientation)
+    pose_cov = np.zeros((6, 6))
+    pose_cov[:3, :3] = P[_POS, _POS]
+    # The filter's angle error is local (body frame); rotate it to the fixed frame ROS expects.
+    R = quat_to_rotmat(s.q_world_body)
+    pose_cov[3:, 3:] = R @ P[_ATT, _ATT] @ R.T
+    msg.pose.covariance = [float(v) for v in pose_cov.ravel()]
+    v_body = R.T @ s.vel_enu_mps
+    t = msg.twist.twist
+    t.linear.x, t.linear.y, t.linear.z = (float(v) for v in v_body)
+    w = np.asarray(gyro_body_radps) - s.gyro_bias_radps
+    t.angular.x, t.angular.y, t.angular.z = (float(v) for v in w)
+    twist_cov = np.zeros((6, 6))
+    twist_cov[:3, :3] = R.T @ P[_VEL, _VEL] @ R
+    twist_cov[3:, 3:] = np.diag(np.diag(P[12:15, 12:15]))
+    msg.twist.covariance = [float(v) for v in twist_cov.ravel()]
+    return msg
+
+
+def navsatfix_msg(est: StateEstimate, frame: LocalTangentPlane, has_fix: bool) -> NavSatFix:
+    """Fused WGS84 position with its ENU covariance; status NO_FIX asks retrieval to search globally."""
+    lat, lon, alt = frame.to_geodetic(est.state.pos_enu_m)
+    msg = NavSatFix(latitude=float(lat), longitude=float(lon), altitude=float(alt))
+    msg.header.stamp = s_to_stamp(est.stamp_s)
+    msg.header.frame_id = names.BODY_FRAME
+    msg.status.status = NavSatStatus.STATUS_FIX if has_fix else NavSatStatus.STATUS_NO_FIX
+    msg.status.service = NavSatStatus.SERVICE_GPS
+    msg.position_covariance = [float(v) for v in est.covariance[_POS, _POS].ravel()]
+    msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_KNOWN
+    return msg
+
+
+def transform_msg(odom: Odometry) -> TransformStamped:
+    tf = TransformStamped()
+    tf.header = odom.header
+    tf.child_frame_id = odom.child_frame_id
+    p = odom.pose.pose.position
+    tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = p.x, p.y, p.z
+    tf.transform.rotation = odom.pose.pose.orientation
+    return tf
+
+
+def origin_msg(frame: LocalTangentPlane) -> NavSatFix:
+    msg = NavSatFix(latitude=frame.origin_lat_deg, longitude=frame.origin_lon_deg, altitude=frame.origin_alt_m)
+    msg.header.frame_id = names.MAP_FRAME
+    msg.status.status = NavSatStatus.STATUS_FIX
+    return msg
+
+
+def fix_covariance_enu_m2(msg: NavSatFix, default_sigma_m: float) -> np.ndarray:
+    """[3x3] ENU covariance of a NavSatFix (REP: ENU order), or a default when it carries none."""
+    if msg.position_covariance_type == NavSatFix.COVARIANCE_TYPE_UNKNOWN:
+        return np.eye(3) * default_sigma_m**2
+    cov = np.asarray(msg.position_covariance, dtype=float).reshape(3, 3)
+    return cov if msg.position_covariance_type == NavSatFix.COVARIANCE_TYPE_KNOWN else np.diag(np.diag(cov))

@@ -1,0 +1,150 @@
+"""Lifecycle manager: brings the graph's lifecycle nodes up in order and down in reverse.
+
+Like nav2's lifecycle manager it is a plain node (something has to manage the managers) that drives
+``/<node>/change_state`` services. It never blocks an executor: a 10 Hz timer advances a queue of
+transitions, each with a timeout, so a node that is slow to load its model does not stall the others'
+callbacks. A failed or timed-out transition stops the sequence, is logged with the node and transition
+names, and shows as ERROR on /diagnostics.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from std_srvs.srv import Trigger
+
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+
+UP = ((Transition.TRANSITION_CONFIGURE, "configure"), (Transition.TRANSITION_ACTIVATE, "activate"))
+DOWN = ((Transition.TRANSITION_DEACTIVATE, "deactivate"), (Transition.TRANSITION_CLEANUP, "cleanup"))
+
+
+@dataclass(frozen=True)
+class LifecycleManagerParams:
+    node_names: tuple[str, ...] = names.MANAGED_NODES  # brought up in this order, down in reverse
+    autostart: bool = True  # configure and activate all nodes at start-up
+    transition_timeout_s: float = 120.0  # configure loads models and indexes: allow for a slow disk
+    service_wait_s: float = 30.0  # how long a node's change_state service may take to appear
+
+
+class LifecycleManager(Node):
+    def __init__(self, **kwargs):
+        super().__init__(names.LIFECYCLE_MANAGER, **kwargs)
+        declare_parameters(self, LifecycleManagerParams)
+        self.params = read_parameters(self, LifecycleManagerParams)
+        self._change_state = {n: self.create_client(ChangeState, f"/{n}/change_state") for n in self.params.node_names}
+        self._queue: list[tuple[str, int, str]] = []
+        self._pending = None  # (node, label, future, deadline)
+        self._queued_at = time.monotonic()
+        self.node_states = {n: "unknown" for n in self.params.node_names}
+        self.failure = ""
+        self.active = False
+        self._diag = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
+        self.create_service(Trigger, "~/startup", self._on_startup)
+        self.create_service(Trigger, "~/shutdown", self._on_shutdown)
+        # Steady-clock timers: with use_sim_time a replay's /clock only starts once the graph is up.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(0.1, self._step, clock=steady)
+        self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        if self.params.autostart:
+            self.startup()
+
+    def startup(self) -> None:
+        self.failure = ""
+        self._enqueue([(n, t, label) for n in self.params.node_names for t, label in UP])
+
+    def shutdown(self) -> None:
+        self._enqueue([(n, t, label) for n in reversed(self.params.node_names) for t, label in DOWN])
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue) or self._pending is not None
+
+    def _enqueue(self, transitions: list[tuple[str, int, str]]) -> None:
+        self._queue = transitions
+        self._queued_at = time.monotonic()
+
+    def _on_startup(self, _request, response):
+        self.startup()
+        response.success, response.message = True, "bringing up " + ", ".join(self.params.node_names)
+        return response
+
+    def _on_shutdown(self, _request, response):
+        self.shutdown()
+        response.success, response.message = True, "bringing down in reverse order"
+        return response
+
+    def _fail(self, node: str, label: str, why: str) -> None:
+        self.failure = f"{node}: transition '{label}' failed: {why}"
+        self.node_states[node] = f"failed to {label}"
+        self.get_logger().error(self.failure + "; stopping the start-up sequence")
+        self._queue.clear()
+        self._pending = None
+        self.active = False
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if self._pending is not None:
+            node, label, future, deadline = self._pending
+            if future.done():
+                self._pending = None
+                result = future.result()
+                if result is None or not result.success:
+                    self._fail(node, label, "the node refused it (see that node's log)")
+                    return
+                self.node_states[node] = {"configure": "inactive", "activate": "active",
+                                          "deactivate": "inactive", "cleanup": "unconfigured"}[label]
+                self.get_logger().info(f"{node}: {label} ok")
+                self._queued_at = now
+                if not self._queue:
+                    self.active = all(s == "active" for s in self.node_states.values())
+            elif now > deadline:
+                self._fail(node, label, f"no answer within {self.params.transition_timeout_s:.0f} s")
+            return
+        if not self._queue:
+            return
+        node, transition_id, label = self._queue[0]
+        client = self._change_state[node]
+        if not client.service_is_ready():
+            if now - self._queued_at > self.params.service_wait_s:
+                self._fail(node, label, f"/{node}/change_state not available after {self.params.service_wait_s:.0f} s")
+            return
+        self._queue.pop(0)
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        self._pending = (node, label, client.call_async(request), now + self.params.transition_timeout_s)
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name="gps_denied_nav: lifecycle_manager", hardware_id=self.get_fully_qualified_name())
+        status.level = DiagnosticStatus.ERROR if self.failure else DiagnosticStatus.OK
+        status.message = self.failure or ("all nodes active" if self.active else "transitioning")
+        status.values = [KeyValue(key=n, value=s) for n, s in self.node_states.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag.publish(msg)
+
+
+def main(args=None) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = LifecycleManager()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

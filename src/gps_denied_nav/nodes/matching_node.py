@@ -1,0 +1,179 @@
+"""Matching node: camera frame + retrieval candidates -> absolute visual fix with covariance.
+
+Query SIFT features are matched against the candidate tiles' features, precomputed at provisioning;
+a USAC homography and a planar PnP give the camera pose in the corpus frame, and its covariance comes
+from the reprojection Jacobian (core.matching). The frame is looked up by the candidates' stamp in a
+short cache, so retrieval and matching need no message synchroniser.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image
+
+from gps_denied_nav.core.camera import camera_mount_rotation
+from gps_denied_nav.core.corpus import Corpus, CorpusError
+from gps_denied_nav.core.matching import MatchingConfig, TileFeatures, match_frame
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics, image_to_rgb, stamp_to_s
+from gps_denied_nav.nodes.diagnostics import NodeStatus
+from gps_denied_nav.nodes.node_main import run_node
+from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav.nodes.worker import LatestWorker
+from gps_denied_nav_interfaces.msg import RetrievalCandidates, VisualFix
+
+
+_MATCH = MatchingConfig()
+
+
+@dataclass(frozen=True)
+class MatchingParams:
+    corpus_dir: str = ""  # provisioned tile corpus with precomputed tile features
+    candidates_to_match: int = 3  # best retrieval candidates tried per frame
+    max_features: int = _MATCH.max_features  # SIFT features detected on the query
+    ratio_test: float = _MATCH.ratio  # Lowe's ratio
+    ransac_threshold_px: float = _MATCH.ransac_threshold_px  # USAC MAGSAC inlier threshold
+    min_inliers: int = _MATCH.min_inliers  # fewer inliers: no fix
+    min_inlier_spread: float = _MATCH.min_inlier_spread  # inlier hull / image area; below: clustered
+    covariance_inflation: float = _MATCH.covariance_inflation  # variance factor for unmodelled error
+    map_registration_sigma_m: float = _MATCH.map_registration_sigma_m  # the orthophoto's absolute accuracy
+    max_tilt_deg: float = _MATCH.max_tilt_deg  # implausible attitude beyond this
+    image_cache_size: int = 20  # frames kept while their candidates are on the way
+    camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
+
+
+class MatchingNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__(names.MATCHING_NODE, **kwargs)
+        declare_parameters(self, MatchingParams)
+        self._active = False
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.params = read_parameters(self, MatchingParams)
+        try:
+            if not self.params.corpus_dir:
+                raise ValueError("parameter corpus_dir is empty: point it at a corpus made by `gdn provision`")
+            self.corpus = Corpus.load(self.params.corpus_dir)
+        except (CorpusError, FileNotFoundError, ValueError) as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        p = self.params
+        self.config = MatchingConfig(max_features=p.max_features, ratio=p.ratio_test,
+                                     ransac_threshold_px=p.ransac_threshold_px, min_inliers=p.min_inliers,
+                                     min_inlier_spread=p.min_inlier_spread,
+                                     covariance_inflation=p.covariance_inflation,
+                                     map_registration_sigma_m=p.map_registration_sigma_m, max_tilt_deg=p.max_tilt_deg)
+        self.R_body_cam = camera_mount_rotation(tuple(p.camera_mount_rpy_deg))
+        self._init_pubsub()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _init_pubsub(self) -> None:
+        self.status = NodeStatus(self)
+        self.intrinsics = None
+        self.images: OrderedDict[float, np.ndarray] = OrderedDict()
+        self.pub = self.create_lifecycle_publisher(VisualFix, names.VISUAL_FIX, QoSProfile(depth=10))
+        self.worker = LatestWorker("matching", self._match, lambda: self.status.count("skipped_busy"),
+                                   lambda e: self.status.drop("matching_error", e))
+        self.subs = [
+            self.create_subscription(Image, names.IMAGE, self._on_image, QoSProfile(depth=5)),
+            self.create_subscription(CameraInfo, names.CAMERA_INFO, self._on_camera_info, QoSProfile(depth=5)),
+            self.create_subscription(RetrievalCandidates, names.CANDIDATES, self._on_candidates, QoSProfile(depth=10)),
+        ]
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if hasattr(self, "worker"):
+            self.worker.stop()
+            for sub in self.subs:
+                self.destroy_subscription(sub)
+            self.destroy_lifecycle_publisher(self.pub)
+            self.status.destroy()
+            del self.worker, self.corpus
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self.intrinsics = camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            self.status.drop("bad_camera_info", exc)
+
+    def _on_image(self, msg: Image) -> None:
+        if not self._active:
+            return
+        try:
+            rgb = image_to_rgb(msg)
+        except ValueError as exc:
+            self.status.drop("bad_image", exc)
+            return
+        self.images[stamp_to_s(msg.header.stamp)] = rgb
+        while len(self.images) > self.params.image_cache_size:
+            self.images.popitem(last=False)
+
+    def _on_candidates(self, msg: RetrievalCandidates) -> None:
+        if not self._active:
+            return
+        self.status.count("candidates_received")
+        rgb = self.images.get(stamp_to_s(msg.header.stamp))
+        if rgb is None:
+            self.status.drop("no_frame_for_candidates", "frame left the cache before its candidates arrived")
+            return
+        if self.intrinsics is None:
+            self.status.count("waiting_for_camera_info")
+            return
+        if not msg.candidates:
+            self.status.count("no_candidates")
+            return
+        self.worker.submit((msg, rgb, self.intrinsics))
+
+    def _match(self, item) -> None:
+        msg, rgb, intrinsics = item
+        t0 = time.perf_counter()
+        candidates = []
+        for cand in msg.candidates[: self.params.candidates_to_match]:
+            kp_enu_m, desc = self.corpus.tile_features(cand.index)
+            candidates.append(TileFeatures(cand.tile_id, kp_enu_m, desc, cand.score))
+        result = match_frame(rgb, intrinsics.K, candidates, self.config, ground_up_m=self.corpus.ground_up_m,
+                             R_body_cam=self.R_body_cam, distortion=intrinsics.distortion)
+        if not result.accepted:
+            self.status.count(f"rejected_{result.reason.split(':')[0].replace(' ', '_')}")
+            return
+        lat, lon, alt = self.corpus.frame.to_geodetic(result.cam_pos_enu_m)
+        fix = VisualFix(header=msg.header, latitude_deg=float(lat), longitude_deg=float(lon), altitude_m=float(alt),
+                        heading_rad=float(result.heading_rad), heading_variance_rad2=float(result.heading_var_rad2),
+                        tile_id=result.tile_id, inliers=int(result.inliers), inlier_ratio=float(result.inlier_ratio),
+                        reprojection_rmse_px=float(result.reprojection_rmse_px),
+                        retrieval_score=float(next(c.score for c in msg.candidates if c.tile_id == result.tile_id)),
+                        matching_ms=1e3 * (time.perf_counter() - t0))
+        fix.header.frame_id = names.MAP_FRAME
+        fix.position_covariance_enu_m2 = [float(v) for v in np.asarray(result.cov_pos_enu_m2).ravel()]
+        self.pub.publish(fix)
+        self.status.count("fixes_published")
+        self.status.set("inliers", int(result.inliers))
+        self.status.set("matching_ms", fix.matching_ms)
+
+
+def main(args=None) -> None:
+    run_node(MatchingNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Retrieval node: global descriptor -> top-K candidate tiles from the FAISS corpus index.
+
+The search is narrowed to tiles near the fused position (radius from its covariance) and goes global
+when the filter reports no fix (lost or re-initialising), when the prior is too uncertain or stale, or
+when an operator asks for it (``~/set_global_search``). For rviz it publishes the candidates' footprints
+in ``map`` and a mosaic of the query beside its top-K tiles.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from sensor_msgs.msg import Image, NavSatFix, NavSatStatus
+from std_srvs.srv import SetBool
+from visualization_msgs.msg import MarkerArray
+
+from gps_denied_nav.core.corpus import Corpus, CorpusError
+from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.retrieval import search
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
+from gps_denied_nav.nodes.diagnostics import NodeStatus
+from gps_denied_nav.nodes.node_main import run_node
+from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav.nodes.retrieval_views import MosaicSource, candidate_markers
+from gps_denied_nav_interfaces.msg import GlobalDescriptor, RetrievalCandidates, TileCandidate
+
+
+@dataclass(frozen=True)
+class RetrievalParams:
+    corpus_dir: str = ""  # provisioned tile corpus (index.faiss, tiles.json, manifest.json)
+    top_k: int = 5  # candidates handed to matching
+    prior_sigma_scale: float = 3.0  # search radius = scale * horizontal sigma + half a tile
+    min_prior_radius_m: float = 150.0  # never narrower than this
+    max_prior_radius_m: float = 1500.0  # a prior wider than this is no prior: search globally
+    max_prior_age_s: float = 5.0  # an older fused fix is no prior
+    publish_debug_image: bool = True  # query beside its top-K tiles, for rviz
+    debug_thumbnail_px: int = 160
+
+
+class RetrievalNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__(names.RETRIEVAL_NODE, **kwargs)
+        declare_parameters(self, RetrievalParams)
+        self._active = False
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.params = read_parameters(self, RetrievalParams)
+        try:
+            if not self.params.corpus_dir:
+                raise ValueError("parameter corpus_dir is empty: point it at a corpus made by `gdn provision`")
+            self.corpus = Corpus.load(self.params.corpus_dir)
+        except (CorpusError, FileNotFoundError, ValueError) as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.mosaic = MosaicSource(self.corpus) if self.params.publish_debug_image else None
+        self._init_pubsub()
+        self.get_logger().info(f"corpus {self.params.corpus_dir}: {self.corpus.num_tiles} tiles")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _init_pubsub(self) -> None:
+        self.status = NodeStatus(self)
+        self.forced_global = False
+        self.prior = None  # (stamp_s, east_m, north_m, sigma_m, has_fix) in the corpus frame
+        self.map_frame: LocalTangentPlane | None = None
+        self.images: dict[float, np.ndarray] = {}
+        self.pub = self.create_lifecycle_publisher(RetrievalCandidates, names.CANDIDATES, QoSProfile(depth=10))
+        self.debug_pub = self.create_lifecycle_publisher(Image, names.DEBUG_IMAGE, QoSProfile(depth=2))
+        self.marker_pub = self.create_lifecycle_publisher(MarkerArray, names.MARKERS, QoSProfile(depth=2))
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.subs = [
+            self.create_subscription(GlobalDescriptor, names.DESCRIPTOR, self._on_descriptor, QoSProfile(depth=10)),
+            self.create_subscription(NavSatFix, names.FIX, self._on_fix, QoSProfile(depth=10)),
+            self.create_subscription(NavSatFix, names.MAP_ORIGIN, self._on_map_origin, latched),
+        ]
+        if self.params.publish_debug_image:
+            self.subs.append(self.create_subscription(Image, names.IMAGE, self._on_image, QoSProfile(depth=5)))
+        self.srv = self.create_service(SetBool, "~/set_global_search", self._on_set_global)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if hasattr(self, "corpus"):
+            for sub in self.subs:
+                self.destroy_subscription(sub)
+            self.destroy_service(self.srv)
+            for pub in (self.pub, self.debug_pub, self.marker_pub):
+                self.destroy_lifecycle_publisher(pub)
+            self.status.destroy()
+            del self.corpus
+
+    def _on_set_global(self, request, response):
+        self.forced_global = bool(request.data)
+        response.success, response.message = True, f"global search {'forced' if self.forced_global else 'automatic'}"
+        return response
+
+    def _on_map_origin(self, msg: NavSatFix) -> None:
+        self.map_frame = LocalTangentPlane(msg.latitude, msg.longitude, msg.altitude)
+
+    def _on_fix(self, msg: NavSatFix) -> None:
+        if not (math.isfinite(msg.latitude) and math.isfinite(msg.longitude)):
+            self.status.drop("bad_fix", "NaN latitude/longitude")
+            return
+        east_north = self.corpus.frame.to_enu(msg.latitude, msg.longitude, msg.altitude)[:2]
+        c = msg.position_covariance
+        sigma_m = math.sqrt(max(c[0] + c[4], 0.0)) if msg.position_covariance_type else float("inf")
+        self.prior = (stamp_to_s(msg.header.stamp), float(east_north[0]), float(east_north[1]), sigma_m,
+                      msg.status.status != NavSatStatus.STATUS_NO_FIX)
+
+    def _on_image(self, msg: Image) -> None:
+        if not self._active:
+            return
+        try:
+            rgb = image_to_rgb(msg)
+        except ValueError:
+            return  # the inference node counts malformed frames; the mosaic is only a view
+        self.images[stamp_to_s(msg.header.stamp)] = rgb[::4, ::4]
+        while len(self.images) > 10:
+            self.images.pop(next(iter(self.images)))
+
+    def _prior_radius(self, stamp_s: float) -> float | None:
+        """Search radius in metres around the prior, or None for a global search."""
+        if self.forced_global or self.prior is None:
+            return None
+        t_s, _e, _n, sigma_m, has_fix = self.prior
+        radius = max(self.params.prior_sigma_scale * sigma_m + 0.5 * self.corpus.tile_size_m,
+                     self.params.min_prior_radius_m)
+        if not has_fix or abs(stamp_s - t_s) > self.params.max_prior_age_s or radius > self.params.max_prior_radius_m:
+            return None
+        return radius
+
+    def _on_descriptor(self, msg: GlobalDescriptor) -> None:
+        if not self._active:
+            return
+        self.status.count("descriptors_received")
+        query = np.frombuffer(msg.descriptor, dtype=np.float32)
+        if msg.model_id != self.corpus.model_id or query.size != self.corpus.descriptor_dim:
+            self.status.drop("model_mismatch", f"descriptor from '{msg.model_id}' ({query.size}-d), corpus expects "
+                             f"'{self.corpus.model_id}' ({self.corpus.descriptor_dim}-d)")
+            return
+        if not np.all(np.isfinite(query)):
+            self.status.drop("bad_descriptor", "NaN in descriptor")
+            return
+        stamp_s = stamp_to_s(msg.header.stamp)
+        radius = self._prior_radius(stamp_s)
+        t0 = time.perf_counter()
+        prior = None if radius is None else np.array(self.prior[1:3])
+        result = search(self.corpus.index, query, self.params.top_k, self.corpus.tile_centres_enu_m, prior, radius)
+        out = RetrievalCandidates(header=msg.header, global_search=result.global_search,
+                                  prior_radius_m=0.0 if result.global_search else float(radius),
+                                  search_ms=1e3 * (time.perf_counter() - t0))
+        for index, score in zip(result.indices, result.scores):
+            tile = self.corpus.tiles[int(index)]
+            out.candidates.append(TileCandidate(
+                tile_id=tile.tile_id, index=int(index), score=float(score),
+                center_lat_deg=tile.centre_lat_deg, center_lon_deg=tile.centre_lon_deg,
+                east_min_m=tile.east_min_m, north_min_m=tile.north_min_m,
+                east_max_m=tile.east_max_m, north_max_m=tile.north_max_m))
+        self.pub.publish(out)
+        self.status.count("global_searches" if result.global_search else "prior_searches")
+        self.status.set("search_ms", out.search_ms)
+        if self.map_frame is not None:
+            self.marker_pub.publish(candidate_markers(out, self.corpus, self.map_frame))
+        query_rgb = self.images.get(stamp_s)
+        if self.params.publish_debug_image and query_rgb is not None:
+            self.debug_pub.publish(self.mosaic.mosaic_msg(out, query_rgb, self.params.debug_thumbnail_px))
+
+
+def main(args=None) -> None:
+    run_node(RetrievalNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Running the graph on recorded flight clips: bag player, output recorder, in-process graph host."""

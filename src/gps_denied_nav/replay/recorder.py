@@ -1,0 +1,99 @@
+"""Records the graph's output topics into an MCAP bag and keeps the figures the report needs.
+
+Subscriptions take raw CDR bytes (``raw=True``) so recording costs no deserialisation; only the
+topics the report scores are decoded. Bag timestamps are the receive time on the node's clock (the
+replayed /clock), as ``ros2 bag record`` would write them, so latency = receive time - header stamp.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from rclpy.serialization import deserialize_message
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.conversions import stamp_to_s
+from gps_denied_nav.replay.bag_types import typestore
+from gps_denied_nav.replay.player import message_class
+
+OUTPUT_TOPICS = {
+    names.ODOMETRY: "nav_msgs/msg/Odometry",
+    names.FIX: "sensor_msgs/msg/NavSatFix",
+    names.VISUAL_FIX: "gps_denied_nav_interfaces/msg/VisualFix",
+    names.CANDIDATES: "gps_denied_nav_interfaces/msg/RetrievalCandidates",
+    names.MARKERS: "visualization_msgs/msg/MarkerArray",
+    names.DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
+    names.MAP_ORIGIN: "sensor_msgs/msg/NavSatFix",
+}
+
+
+@dataclass
+class RecordedSeries:
+    """Decoded outputs for scoring: fused fixes and accepted visual fixes with their receive times."""
+
+    fix_t_s: list = field(default_factory=list)
+    fix_lat_lon_alt: list = field(default_factory=list)
+    fix_cov_en_m2: list = field(default_factory=list)  # [2x2] east/north block
+    visual_t_s: list = field(default_factory=list)
+    visual_received_s: list = field(default_factory=list)
+    visual_lat_lon_alt: list = field(default_factory=list)
+    visual_cov_en_m2: list = field(default_factory=list)
+
+
+class OutputRecorder:
+    def __init__(self, node: Node, bag_path: str | Path, record_debug_images: bool = False):
+        self._node = node
+        self._lock = threading.Lock()
+        self.series = RecordedSeries()
+        self.counts: dict[str, int] = {}
+        topics = dict(OUTPUT_TOPICS)
+        if record_debug_images:
+            topics[names.DEBUG_IMAGE] = "sensor_msgs/msg/Image"
+        self._writer = Writer(Path(bag_path), version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._conns = {t: self._writer.add_connection(t, m, typestore=typestore()) for t, m in topics.items()}
+        self._subs = [node.create_subscription(message_class(m), t, self._callback(t), QoSProfile(depth=200), raw=True)
+                      for t, m in topics.items()]
+
+    def _callback(self, topic: str):
+        decode = {names.FIX: self._on_fix, names.VISUAL_FIX: self._on_visual_fix}.get(topic)
+
+        def on_raw(raw: bytes) -> None:
+            now_ns = self._node.get_clock().now().nanoseconds
+            with self._lock:
+                if self._writer is None:
+                    return
+                self._writer.write(self._conns[topic], now_ns, raw)
+                self.counts[topic] = self.counts.get(topic, 0) + 1
+                if decode is not None:
+                    decode(raw, now_ns * 1e-9)
+        return on_raw
+
+    def _on_fix(self, raw: bytes, _received_s: float) -> None:
+        msg = deserialize_message(raw, message_class(OUTPUT_TOPICS[names.FIX]))
+        s = self.series
+        s.fix_t_s.append(stamp_to_s(msg.header.stamp))
+        s.fix_lat_lon_alt.append((msg.latitude, msg.longitude, msg.altitude))
+        c = msg.position_covariance
+        s.fix_cov_en_m2.append(((c[0], c[1]), (c[3], c[4])))
+
+    def _on_visual_fix(self, raw: bytes, received_s: float) -> None:
+        msg = deserialize_message(raw, message_class(OUTPUT_TOPICS[names.VISUAL_FIX]))
+        s = self.series
+        s.visual_t_s.append(stamp_to_s(msg.header.stamp))
+        s.visual_received_s.append(received_s)
+        s.visual_lat_lon_alt.append((msg.latitude_deg, msg.longitude_deg, msg.altitude_m))
+        c = msg.position_covariance_enu_m2
+        s.visual_cov_en_m2.append(((c[0], c[1]), (c[3], c[4])))
+
+    def close(self) -> None:
+        with self._lock:
+            for sub in self._subs:
+                self._node.destroy_subscription(sub)
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None

@@ -1,0 +1,113 @@
+"""One replay: host the graph, play a flight clip into it, record the outputs, score them, plot them.
+
+This is what ``gdn replay`` and ``gdn demo`` run. Everything is real: the lifecycle manager brings the
+nodes up over their change_state services, the clip goes over DDS with /clock, and the nodes run with
+``use_sim_time`` so latencies are measured on the clip's clock.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from rosbags.highlevel import AnyReader
+
+from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.plots import plot_error_over_time, plot_trajectory
+from gps_denied_nav.core.report import GeoTrack, ReplayReport, error_series, score_replay
+from gps_denied_nav.nodes import names
+from gps_denied_nav.replay.bag_types import typestore
+from gps_denied_nav.replay.graph import GraphHost
+from gps_denied_nav.replay.player import BagPlayer
+from gps_denied_nav.replay.recorder import OutputRecorder
+
+DEFAULT_PARAMS = Path(__file__).resolve().parents[3] / "params" / "gps_denied_nav.yaml"
+
+
+def clip_inputs(clip_path: Path) -> tuple[GeoTrack, int, float | None]:
+    """Ground truth track, number of camera frames and the last GNSS stamp (when GNSS was lost)."""
+    t, lat, lon, alt = [], [], [], []
+    frames, gnss_last = 0, None
+    with AnyReader([clip_path], default_typestore=typestore()) as reader:
+        wanted = [c for c in reader.connections if c.topic in (names.GROUND_TRUTH_FIX, names.GNSS_FIX, names.IMAGE)]
+        for conn, stamp_ns, raw in reader.messages(connections=wanted):
+            if conn.topic == names.IMAGE:
+                frames += 1
+                continue
+            msg = reader.deserialize(raw, conn.msgtype)
+            stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+            if conn.topic == names.GNSS_FIX:
+                gnss_last = stamp_s if gnss_last is None else max(gnss_last, stamp_s)
+            else:
+                t.append(stamp_s), lat.append(msg.latitude), lon.append(msg.longitude), alt.append(msg.altitude)
+    return GeoTrack.from_arrays(t, lat, lon, alt), frames, gnss_last
+
+
+def print_progress(stage: str, done: float, total: float) -> None:
+    pct = 100.0 * done / total if total else 100.0
+    sys.stderr.write(f"\r[{stage}] {done:7.1f} / {total:.1f} ({pct:5.1f} %)")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: float = 1.0,
+           params_file: str | Path | None = None, record_debug_images: bool = False,
+           drain_s: float = 3.0) -> ReplayReport:
+    clip, corpus_dir, out_dir = Path(clip), Path(corpus_dir), Path(out_dir)
+    if not clip.exists():
+        raise FileNotFoundError(f"flight clip not found: {clip}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_bag = out_dir / "outputs.mcap"
+    if out_bag.exists():
+        for f in out_bag.iterdir() if out_bag.is_dir() else [out_bag]:
+            f.unlink()
+        out_bag.rmdir() if out_bag.is_dir() else None
+    truth, frames, gnss_lost_s = clip_inputs(clip)
+    wall0 = time.monotonic()
+    host = GraphHost(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True})
+    try:
+        tool = Node("gdn_replay")
+        recorder = OutputRecorder(tool, out_bag, record_debug_images)
+        player = BagPlayer(tool, clip, rate, progress=lambda d, t: print_progress("replay s", d, t))
+        host.add_node(tool)
+        host.start()
+        host.wait_until_active()
+        player.play()
+        print_progress("replay s", player.end_s - player.start_s, player.end_s - player.start_s)
+        player.hold_clock(drain_s)
+        recorder.close()
+    finally:
+        host.close()
+    wall_s = time.monotonic() - wall0
+    s = recorder.series
+    estimates = GeoTrack.from_arrays(s.fix_t_s, *np.array(s.fix_lat_lon_alt).reshape(-1, 3).T,
+                                     cov=np.array(s.fix_cov_en_m2).reshape(-1, 2, 2))
+    fixes = GeoTrack.from_arrays(s.visual_t_s, *np.array(s.visual_lat_lon_alt).reshape(-1, 3).T,
+                                 cov=np.array(s.visual_cov_en_m2).reshape(-1, 2, 2))
+    report = score_replay(truth, estimates, fixes, frames, wall_s, s.visual_t_s, s.visual_received_s,
+                          gnss_lost_s=gnss_lost_s)
+    (out_dir / "report.json").write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
+    write_plots(out_dir, corpus_dir, truth, estimates, fixes, report)
+    return report
+
+
+def write_plots(out_dir: Path, corpus_dir: Path, truth: GeoTrack, estimates: GeoTrack, fixes: GeoTrack,
+                report: ReplayReport) -> None:
+    from gps_denied_nav.core.corpus import Corpus
+
+    corpus = Corpus.load(corpus_dir)
+    frame: LocalTangentPlane = corpus.frame
+    preview, _valid, g = corpus.map_preview()
+    extent = (g.east_min_m, g.east_min_m + g.width_px * g.gsd_m, g.north_max_m - g.height_px * g.gsd_m, g.north_max_m)
+    plot_trajectory(out_dir / "trajectory.png", preview, extent, truth.enu_m(frame), estimates.enu_m(frame),
+                    fixes.enu_m(frame))
+    if report.enu_origin is not None and len(estimates):
+        series = error_series(truth, estimates, report.enu_origin, 10.0)
+        sigma3 = 3.0 * series.sigma_major_m
+        plot_error_over_time(out_dir / "error_over_time.png", series.t_s, series.horizontal_m, sigma3,
+                             fixes.t_s, report.gnss_lost_s)
+

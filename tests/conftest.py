@@ -1,0 +1,46 @@
+"""Shared fixtures: a small generated world and its corpus (built once per test session).
+
+ROS tests run in-process on real rclpy/DDS. Each pytest process gets its own ROS domain so that tests
+running side by side on one machine never see each other's topics.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 101)))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# A world just large enough for a short flight: 700 m square at 0.5 m/px keeps provisioning to seconds.
+SMALL_WORLD_SIZE_M = (700.0, 700.0)
+SMALL_WORLD_GSD_M = 0.5
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> Path:
+    from gps_denied_nav.sim.world import generate_world
+
+    return generate_world(tmp_path_factory.mktemp("world") / "world.tif", seed=7, size_m=SMALL_WORLD_SIZE_M,
+                          gsd_m=SMALL_WORLD_GSD_M)
+
+
+@pytest.fixture(scope="session")
+def small_corpus(small_world, tmp_path_factory) -> Path:
+    from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+
+    out = tmp_path_factory.mktemp("corpus") / "corpus"
+    provision(small_world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10))
+    return out
+
+
+@pytest.fixture(scope="session")
+def turku_dir() -> Path:
+    path = SHARED_DATA / "turku_satellite"
+    if not (path / "map" / "map.csv").exists():
+        pytest.skip(f"real Turku satellite tiles not found at {path}")
+    return path

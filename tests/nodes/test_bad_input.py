@@ -1,0 +1,116 @@
+"""Malformed messages are counted on /diagnostics and dropped; the node stays active (real rclpy + DDS)."""
+from __future__ import annotations
+
+import array
+import threading
+import time
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import State
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image, Imu, NavSatFix
+
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.conversions import s_to_stamp
+from gps_denied_nav.nodes.eskf_node import EskfNode
+from gps_denied_nav.nodes.inference_node import InferenceNode
+from gps_denied_nav.nodes.matching_node import MatchingNode
+from gps_denied_nav.nodes.retrieval_node import RetrievalNode
+from gps_denied_nav.replay.graph import ros_args
+from gps_denied_nav.replay.session import DEFAULT_PARAMS
+from gps_denied_nav_interfaces.msg import GlobalDescriptor, VisualFix
+
+
+@pytest.fixture(scope="module")
+def graph(small_corpus):
+    rclpy.init(args=ros_args(DEFAULT_PARAMS, {"corpus_dir": str(small_corpus)}))
+    nodes = {cls.__name__: cls() for cls in (EskfNode, InferenceNode, RetrievalNode, MatchingNode)}
+    for node in nodes.values():
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    probe = Node("bad_input_probe")
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(DiagnosticArray, names.DIAGNOSTICS, diagnostics.append, QoSProfile(depth=100))
+    executor = MultiThreadedExecutor(num_threads=4)
+    for node in [*nodes.values(), probe]:
+        executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    time.sleep(1.0)  # DDS discovery between the probe and the nodes
+    yield nodes, probe, diagnostics
+    executor.shutdown(timeout_sec=5.0)
+    for node in [*nodes.values(), probe]:
+        node.destroy_node()
+    rclpy.shutdown()
+    thread.join(timeout=5.0)
+
+
+def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _publish(probe: Node, msg_type, topic: str, messages) -> None:
+    pub = probe.create_publisher(msg_type, topic, QoSProfile(depth=50))
+    _wait_for(lambda: pub.get_subscription_count() > 0, 5.0)
+    for msg in messages:
+        pub.publish(msg)
+        time.sleep(0.02)
+
+
+def _imu(t_s: float, ax: float = 0.0) -> Imu:
+    msg = Imu()
+    msg.header.stamp = s_to_stamp(t_s)
+    msg.linear_acceleration.x, msg.linear_acceleration.z = ax, 9.81
+    return msg
+
+
+def test_bad_images_are_counted_and_dropped(graph):
+    nodes, probe, diagnostics = graph
+    wrong_encoding = Image(height=4, width=4, encoding="yuv422", step=8, data=bytes(32))
+    empty = Image(height=0, width=0, encoding="rgb8", step=0, data=b"")
+    _publish(probe, Image, names.IMAGE, [wrong_encoding, empty])
+    for name in ("InferenceNode", "MatchingNode"):
+        status = nodes[name].status
+        assert _wait_for(lambda: status.snapshot().get("dropped_bad_image", 0) >= 2), status.snapshot()
+        assert nodes[name]._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+    # The drop shows on /diagnostics with its reason.
+    assert _wait_for(lambda: any(kv.key == "dropped_bad_image" and int(kv.value) >= 2
+                                 for d in diagnostics for s in d.status for kv in s.values), 5.0)
+
+
+def test_nan_and_backwards_imu_are_dropped(graph):
+    nodes, probe, _ = graph
+    t0 = 1000.0
+    _publish(probe, Imu, names.IMU, [_imu(t0), _imu(t0 + 0.01, ax=float("nan")), _imu(t0 + 0.02), _imu(t0 + 0.015)])
+    status = nodes["EskfNode"].status
+    assert _wait_for(lambda: status.snapshot().get("dropped_bad_imu", 0) == 1
+                     and status.snapshot().get("dropped_imu_stamp_backwards", 0) == 1), status.snapshot()
+    assert status.snapshot().get("imu_received", 0) >= 2
+    assert nodes["EskfNode"]._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+
+
+def test_bad_visual_fix_and_descriptor_are_dropped(graph):
+    nodes, probe, _ = graph
+    fix = VisualFix(latitude_deg=float("nan"), longitude_deg=22.0)
+    fix.position_covariance_enu_m2 = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    _publish(probe, VisualFix, names.VISUAL_FIX, [fix])
+    wrong = GlobalDescriptor(model_id="some-other-model")
+    wrong.descriptor = array.array("f", [1.0, 0.0, 0.0])
+    _publish(probe, GlobalDescriptor, names.DESCRIPTOR, [wrong])
+    _publish(probe, NavSatFix, names.FIX, [NavSatFix(latitude=float("nan"), longitude=1.0)])
+    eskf, retrieval = nodes["EskfNode"].status, nodes["RetrievalNode"].status
+    assert _wait_for(lambda: eskf.snapshot().get("dropped_bad_visual_fix", 0) == 1), eskf.snapshot()
+    assert _wait_for(lambda: retrieval.snapshot().get("dropped_model_mismatch", 0) == 1), retrieval.snapshot()
+    assert _wait_for(lambda: retrieval.snapshot().get("dropped_bad_fix", 0) == 1), retrieval.snapshot()
+    for node in nodes.values():
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE

@@ -1,0 +1,38 @@
+"""params/gps_denied_nav.yaml repeats exactly the parameters each node declares, with the same defaults."""
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gps_denied_nav.nodes.eskf_node import EskfParams
+from gps_denied_nav.nodes.inference_node import InferenceParams
+from gps_denied_nav.nodes.lifecycle_manager import LifecycleManagerParams
+from gps_denied_nav.nodes.matching_node import MatchingParams
+from gps_denied_nav.nodes.retrieval_node import RetrievalParams
+
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "params" / "gps_denied_nav.yaml"
+NODE_PARAMS = {"eskf_node": EskfParams, "inference_node": InferenceParams, "retrieval_node": RetrievalParams,
+               "matching_node": MatchingParams, "lifecycle_manager": LifecycleManagerParams}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return type(a) is type(b) and a == b
+
+
+def test_yaml_has_one_block_per_node():
+    assert set(yaml.safe_load(PARAMS_FILE.read_text())) == set(NODE_PARAMS)
+
+
+@pytest.mark.parametrize("node_name", sorted(NODE_PARAMS))
+def test_yaml_block_equals_declared_parameters(node_name):
+    block = yaml.safe_load(PARAMS_FILE.read_text())[node_name]["ros__parameters"]
+    declared = {f.name: f.default for f in dataclasses.fields(NODE_PARAMS[node_name])}
+    assert set(block) == set(declared), "YAML keys differ from the declared parameters"
+    for key, default in declared.items():
+        assert _same(block[key], default), f"{node_name}.{key}: YAML {block[key]!r} != code {default!r}"
