@@ -12,7 +12,7 @@ class PoseBuffer:
     """Time-ordered (stamp_s, q_world_body [4], alt_m) samples; nearest lookup within a tolerance."""
 
     def __init__(self, maxlen: int = 2000):
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._t: deque[float] = deque(maxlen=maxlen)
         self._q: deque[np.ndarray] = deque(maxlen=maxlen)
         self.altitude_m = float("nan")  # latest fused altitude (ellipsoidal), from NavSatFix
@@ -23,9 +23,13 @@ class PoseBuffer:
                 return  # out of order (e.g. a bag restarted): ignore rather than corrupt the order
             self._t.append(t_s)
             self._q.append(q_world_body)
+            self._lock.notify_all()
 
-    def lookup(self, t_s: float, tolerance_s: float) -> np.ndarray | None:
+    def lookup(self, t_s: float, tolerance_s: float, wait_s: float = 0.0) -> np.ndarray | None:
+        """Nearest sample to t_s within tolerance_s; waits up to wait_s for the filter to reach t_s
+        (its output trails the camera by the IMU queue) before settling for an older sample."""
         with self._lock:
+            self._lock.wait_for(lambda: bool(self._t) and self._t[-1] >= t_s, timeout=wait_s)
             if not self._t:
                 return None
             times = list(self._t)

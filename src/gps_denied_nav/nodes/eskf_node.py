@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from nav_msgs.msg import Odometry
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import FluidPressure, Imu, NavSatFix, NavSatStatus
 
@@ -28,11 +28,10 @@ from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.rotations import quat_from_euler
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import require_finite, stamp_to_s
-from gps_denied_nav.nodes.diagnostics import NodeStatus
 from gps_denied_nav.nodes.eskf_outputs import (fix_covariance_enu_m2, navsatfix_msg, odometry_msg, origin_msg,
                                                transform_msg)
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav.nodes.stage_node import StageNode
 from gps_denied_nav_interfaces.msg import VisualFix
 
 _NOISE = ProcessNoise()
@@ -64,31 +63,21 @@ class EskfParams:
     publish_tf: bool = True  # map -> base_link on /tf (when tf2_ros is installed)
 
 
-class EskfNode(LifecycleNode):
+class EskfNode(StageNode):
+    params_cls = EskfParams
+
     def __init__(self, **kwargs):
         super().__init__(names.ESKF_NODE, **kwargs)
-        declare_parameters(self, EskfParams)
-        self._active = False
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        p = self.params = read_parameters(self, EskfParams)
+    def configure_stage(self) -> None:
+        p = self.params
         noise = ProcessNoise(p.accel_noise_density_mps2_rthz, p.gyro_noise_density_radps_rthz,
                              p.accel_bias_random_walk_mps3_rthz, p.gyro_bias_random_walk_radps2_rthz,
                              p.baro_offset_random_walk_m_rts)
-        try:
-            self.filter = ErrorStateKalmanFilter(EskfConfig(
-                process_noise=noise, gate_probability=p.gate_probability, history_s=p.history_s,
-                max_position_cov_trace_m2=p.max_position_cov_trace_m2,
-                max_consecutive_visual_rejections=p.max_consecutive_visual_rejections))
-        except ValueError as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        self._init_state()
-        self._init_pubsub()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _init_state(self) -> None:
-        p = self.params
+        self.filter = ErrorStateKalmanFilter(EskfConfig(
+            process_noise=noise, gate_probability=p.gate_probability, history_s=p.history_s,
+            max_position_cov_trace_m2=p.max_position_cov_trace_m2,
+            max_consecutive_visual_rejections=p.max_consecutive_visual_rejections))
         origin_given = all(math.isfinite(v) for v in (p.origin_lat_deg, p.origin_lon_deg, p.origin_alt_m))
         self.frame = LocalTangentPlane(p.origin_lat_deg, p.origin_lon_deg, p.origin_alt_m) if origin_given else None
         self.gnss_fixes: deque = deque(maxlen=50)  # (stamp_s, pos_enu_m, cov) waiting for initialisation
@@ -96,60 +85,37 @@ class EskfNode(LifecycleNode):
         self.last_imu_s = -math.inf
         self.last_publish_s = -math.inf
         self.last_gyro = np.zeros(3)
-
-    def _init_pubsub(self) -> None:
-        self.status = NodeStatus(self)
         self.status.add_source(self._filter_diagnostics)
-        self.odom_pub = self.create_lifecycle_publisher(Odometry, names.ODOMETRY, QoSProfile(depth=20))
-        self.fix_pub = self.create_lifecycle_publisher(NavSatFix, names.FIX, QoSProfile(depth=20))
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.origin_pub = self.create_lifecycle_publisher(NavSatFix, names.MAP_ORIGIN, latched)
+        self.odom_pub = self.publisher(Odometry, names.ODOMETRY, depth=20)
+        self.fix_pub = self.publisher(NavSatFix, names.FIX, depth=20)
+        self.origin_pub = self.publisher(NavSatFix, names.MAP_ORIGIN,
+                                         qos=QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.tf_broadcaster = None
-        if self.params.publish_tf:
+        if p.publish_tf:
             try:
                 from tf2_ros import TransformBroadcaster
                 self.tf_broadcaster = TransformBroadcaster(self)
             except ImportError:
                 self.get_logger().info("tf2_ros is not installed: map -> base_link goes out on odometry only")
-        self.subs = [
-            # Deep queue: replayed at speed, a shallow IMU queue loses samples (ros2-on-pip.md).
-            self.create_subscription(Imu, names.IMU, self._on_imu, QoSProfile(depth=2000)),
-            self.create_subscription(VisualFix, names.VISUAL_FIX, self._on_visual_fix, QoSProfile(depth=20)),
-            self.create_subscription(FluidPressure, names.BARO, self._on_baro, QoSProfile(depth=50)),
-            self.create_subscription(NavSatFix, names.GNSS_FIX, self._on_gnss, QoSProfile(depth=20)),
-        ]
+        # Deep IMU queue: replayed at speed, a shallow one loses samples (ros2-on-pip.md).
+        self.subscribe(Imu, names.IMU, self._on_imu, depth=2000)
+        self.subscribe(VisualFix, names.VISUAL_FIX, self._on_visual_fix, depth=20)
+        self.subscribe(FluidPressure, names.BARO, self._on_baro, depth=50)
+        self.subscribe(NavSatFix, names.GNSS_FIX, self._on_gnss, depth=20)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._active = True
         result = super().on_activate(state)
         if self.frame is not None:
             self.origin_pub.publish(origin_msg(self.frame))
         return result
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
-        if hasattr(self, "filter"):
-            for sub in self.subs:
-                self.destroy_subscription(sub)
-            for pub in (self.odom_pub, self.fix_pub, self.origin_pub):
-                self.destroy_lifecycle_publisher(pub)
-            self.status.destroy()
-            del self.filter
+    def release_stage(self) -> None:
+        self.__dict__.pop("filter", None)
+        self.tf_broadcaster = None
 
     # --- inputs ----------------------------------------------------------------------------------
     def _on_imu(self, msg: Imu) -> None:
-        if not self._active:
+        if not self.active:
             return
         a, w = msg.linear_acceleration, msg.angular_velocity
         stamp_s = stamp_to_s(msg.header.stamp)
@@ -176,7 +142,7 @@ class EskfNode(LifecycleNode):
             self._publish()
 
     def _on_gnss(self, msg: NavSatFix) -> None:
-        if not self._active or msg.status.status == NavSatStatus.STATUS_NO_FIX:
+        if not self.active or msg.status.status == NavSatStatus.STATUS_NO_FIX:
             return
         try:
             require_finite("GNSS fix", msg.latitude, msg.longitude, msg.altitude)
@@ -195,7 +161,7 @@ class EskfNode(LifecycleNode):
         self._try_initialize_from_gnss()
 
     def _on_baro(self, msg: FluidPressure) -> None:
-        if not self._active or not self.filter.initialized:
+        if not self.active or not self.filter.initialized:
             return
         if not (math.isfinite(msg.fluid_pressure) and msg.fluid_pressure > 0.0):
             self.status.drop("bad_baro", f"pressure {msg.fluid_pressure} Pa")
@@ -204,7 +170,7 @@ class EskfNode(LifecycleNode):
         self._count(self.filter.update_baro(stamp_to_s(msg.header.stamp), altitude_m, self.params.baro_sigma_m**2))
 
     def _on_visual_fix(self, msg: VisualFix) -> None:
-        if not self._active:
+        if not self.active:
             return
         cov = np.asarray(msg.position_covariance_enu_m2, dtype=float).reshape(3, 3)
         values = (msg.latitude_deg, msg.longitude_deg, msg.altitude_m, msg.heading_rad, *cov.ravel())

@@ -13,23 +13,19 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from nav_msgs.msg import Odometry
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, NavSatFix
 
 from gps_denied_nav.core.camera import camera_mount_rotation
-from gps_denied_nav.core.corpus import Corpus, CorpusError
-from gps_denied_nav.core.descriptor import DescriptorExtractor, RuntimeUnavailable
+from gps_denied_nav.core.corpus import Corpus
+from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.rectify import rectify_to_north_up
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.attitude_buffer import PoseBuffer
-from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics, image_to_rgb, quat_msg_to_wxyz, stamp_to_s
-from gps_denied_nav.nodes.diagnostics import NodeStatus
+from gps_denied_nav.nodes.conversions import image_to_rgb, quat_msg_to_wxyz, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav.nodes.stage_node import StageNode, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import GlobalDescriptor
 
@@ -45,81 +41,36 @@ class InferenceParams:
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
 
 
-class InferenceNode(LifecycleNode):
+class InferenceNode(StageNode):
+    params_cls = InferenceParams
+
     def __init__(self, **kwargs):
         super().__init__(names.INFERENCE_NODE, **kwargs)
-        declare_parameters(self, InferenceParams)
-        self._active = False
 
-    # --- lifecycle -------------------------------------------------------------------------------
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        self.params = read_parameters(self, InferenceParams)
-        try:
-            self._load_model()
-        except (CorpusError, RuntimeUnavailable, FileNotFoundError, ValueError) as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        self._init_pubsub()
-        self.get_logger().info(f"model {self.extractor.model_id} on {self.extractor.device}, corpus {self.params.corpus_dir}")
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._active = True
-        return super().on_activate(state)  # activates the lifecycle publishers
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    # --- setup -----------------------------------------------------------------------------------
-    def _load_model(self) -> None:
-        if not self.params.corpus_dir:
-            raise ValueError("parameter corpus_dir is empty: point it at a corpus made by `gdn provision`")
-        corpus = Corpus.load(self.params.corpus_dir)
+    def configure_stage(self) -> None:
+        corpus = Corpus.load(require_corpus_dir(self.params.corpus_dir))
         self.extractor = DescriptorExtractor(corpus.load_model(), device=self.params.device, input_px=corpus.tile_px)
         self.query_gsd_m = corpus.tile_size_m / corpus.tile_px
         self.ground_alt_m = corpus.ground_alt_m
         self.R_body_cam = camera_mount_rotation(tuple(self.params.camera_mount_rpy_deg))
-
-    def _init_pubsub(self) -> None:
-        self.status = NodeStatus(self)
         self.poses = PoseBuffer()
-        self.intrinsics = None
         self._frame_count = 0
-        self.pub = self.create_lifecycle_publisher(GlobalDescriptor, names.DESCRIPTOR, QoSProfile(depth=10))
+        self.pub = self.publisher(GlobalDescriptor, names.DESCRIPTOR)
         self.worker = LatestWorker("inference", self._describe, lambda: self.status.count("skipped_busy"),
                                    lambda e: self.status.drop("inference_error", e))
-        self.subs = [
-            self.create_subscription(Image, names.IMAGE, self._on_image, QoSProfile(depth=5)),
-            self.create_subscription(CameraInfo, names.CAMERA_INFO, self._on_camera_info, QoSProfile(depth=5)),
-            self.create_subscription(Odometry, names.ODOMETRY, self._on_odometry, QoSProfile(depth=50)),
-            self.create_subscription(NavSatFix, names.FIX, self._on_fix, QoSProfile(depth=10)),
-        ]
+        self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
+        self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
+        self.subscribe(Odometry, names.ODOMETRY, self._on_odometry, depth=50)
+        self.subscribe(NavSatFix, names.FIX, self._on_fix)
+        self.get_logger().info(f"model {self.extractor.model_id} on {self.extractor.device}")
 
-    def _release(self) -> None:
+    def release_stage(self) -> None:
         if hasattr(self, "worker"):
             self.worker.stop()
-            for sub in self.subs:
-                self.destroy_subscription(sub)
-            self.destroy_lifecycle_publisher(self.pub)
-            self.status.destroy()
-            del self.worker, self.extractor
+            del self.worker
+        self.__dict__.pop("extractor", None)
 
     # --- callbacks -------------------------------------------------------------------------------
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            self.intrinsics = camera_info_to_intrinsics(msg)
-        except ValueError as exc:
-            self.status.drop("bad_camera_info", exc)
-
     def _on_odometry(self, msg: Odometry) -> None:
         q = quat_msg_to_wxyz(msg.pose.pose.orientation)
         if np.all(np.isfinite(q)) and abs(np.linalg.norm(q) - 1.0) < 1e-3:
@@ -130,7 +81,7 @@ class InferenceNode(LifecycleNode):
             self.poses.altitude_m = msg.altitude
 
     def _on_image(self, msg: Image) -> None:
-        if not self._active:
+        if not self.active:
             return
         self.status.count("frames_received")
         self._frame_count += 1
@@ -148,7 +99,7 @@ class InferenceNode(LifecycleNode):
         stamp_s = stamp_to_s(header.stamp)
         query, rectified = rgb, False
         if self.params.rectify:
-            q = self.poses.lookup(stamp_s, self.params.max_attitude_age_s)
+            q = self.poses.lookup(stamp_s, self.params.max_attitude_age_s, wait_s=self.params.max_attitude_age_s)
             altitude_agl_m = self.poses.altitude_m - self.ground_alt_m
             if q is None or self.intrinsics is None or not altitude_agl_m > 1.0:
                 self.status.count("waiting_for_attitude")

@@ -12,18 +12,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 
 from gps_denied_nav.core.camera import camera_mount_rotation
-from gps_denied_nav.core.corpus import Corpus, CorpusError
+from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.matching import MatchingConfig, TileFeatures, match_frame
 from gps_denied_nav.nodes import names
-from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics, image_to_rgb, stamp_to_s
-from gps_denied_nav.nodes.diagnostics import NodeStatus
+from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav.nodes.stage_node import StageNode, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import RetrievalCandidates, VisualFix
 
@@ -47,77 +44,37 @@ class MatchingParams:
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
 
 
-class MatchingNode(LifecycleNode):
+class MatchingNode(StageNode):
+    params_cls = MatchingParams
+
     def __init__(self, **kwargs):
         super().__init__(names.MATCHING_NODE, **kwargs)
-        declare_parameters(self, MatchingParams)
-        self._active = False
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        self.params = read_parameters(self, MatchingParams)
-        try:
-            if not self.params.corpus_dir:
-                raise ValueError("parameter corpus_dir is empty: point it at a corpus made by `gdn provision`")
-            self.corpus = Corpus.load(self.params.corpus_dir)
-        except (CorpusError, FileNotFoundError, ValueError) as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
+    def configure_stage(self) -> None:
         p = self.params
+        self.corpus = Corpus.load(require_corpus_dir(p.corpus_dir))
         self.config = MatchingConfig(max_features=p.max_features, ratio=p.ratio_test,
                                      ransac_threshold_px=p.ransac_threshold_px, min_inliers=p.min_inliers,
                                      min_inlier_spread=p.min_inlier_spread,
                                      covariance_inflation=p.covariance_inflation,
                                      map_registration_sigma_m=p.map_registration_sigma_m, max_tilt_deg=p.max_tilt_deg)
         self.R_body_cam = camera_mount_rotation(tuple(p.camera_mount_rpy_deg))
-        self._init_pubsub()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _init_pubsub(self) -> None:
-        self.status = NodeStatus(self)
-        self.intrinsics = None
         self.images: OrderedDict[float, np.ndarray] = OrderedDict()
-        self.pub = self.create_lifecycle_publisher(VisualFix, names.VISUAL_FIX, QoSProfile(depth=10))
+        self.pub = self.publisher(VisualFix, names.VISUAL_FIX)
         self.worker = LatestWorker("matching", self._match, lambda: self.status.count("skipped_busy"),
                                    lambda e: self.status.drop("matching_error", e))
-        self.subs = [
-            self.create_subscription(Image, names.IMAGE, self._on_image, QoSProfile(depth=5)),
-            self.create_subscription(CameraInfo, names.CAMERA_INFO, self._on_camera_info, QoSProfile(depth=5)),
-            self.create_subscription(RetrievalCandidates, names.CANDIDATES, self._on_candidates, QoSProfile(depth=10)),
-        ]
+        self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
+        self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
+        self.subscribe(RetrievalCandidates, names.CANDIDATES, self._on_candidates)
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._active = True
-        return super().on_activate(state)
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
+    def release_stage(self) -> None:
         if hasattr(self, "worker"):
             self.worker.stop()
-            for sub in self.subs:
-                self.destroy_subscription(sub)
-            self.destroy_lifecycle_publisher(self.pub)
-            self.status.destroy()
-            del self.worker, self.corpus
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            self.intrinsics = camera_info_to_intrinsics(msg)
-        except ValueError as exc:
-            self.status.drop("bad_camera_info", exc)
+            del self.worker
+        self.__dict__.pop("corpus", None)
 
     def _on_image(self, msg: Image) -> None:
-        if not self._active:
+        if not self.active:
             return
         try:
             rgb = image_to_rgb(msg)
@@ -129,7 +86,7 @@ class MatchingNode(LifecycleNode):
             self.images.popitem(last=False)
 
     def _on_candidates(self, msg: RetrievalCandidates) -> None:
-        if not self._active:
+        if not self.active:
             return
         self.status.count("candidates_received")
         rgb = self.images.get(stamp_to_s(msg.header.stamp))

@@ -12,20 +12,18 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image, NavSatFix, NavSatStatus
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
 
-from gps_denied_nav.core.corpus import Corpus, CorpusError
+from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.retrieval import search
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
-from gps_denied_nav.nodes.diagnostics import NodeStatus
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav.nodes.stage_node import StageNode, require_corpus_dir
 from gps_denied_nav.nodes.retrieval_views import MosaicSource, candidate_markers
 from gps_denied_nav_interfaces.msg import GlobalDescriptor, RetrievalCandidates, TileCandidate
 
@@ -42,70 +40,36 @@ class RetrievalParams:
     debug_thumbnail_px: int = 160
 
 
-class RetrievalNode(LifecycleNode):
+class RetrievalNode(StageNode):
+    params_cls = RetrievalParams
+
     def __init__(self, **kwargs):
         super().__init__(names.RETRIEVAL_NODE, **kwargs)
-        declare_parameters(self, RetrievalParams)
-        self._active = False
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        self.params = read_parameters(self, RetrievalParams)
-        try:
-            if not self.params.corpus_dir:
-                raise ValueError("parameter corpus_dir is empty: point it at a corpus made by `gdn provision`")
-            self.corpus = Corpus.load(self.params.corpus_dir)
-        except (CorpusError, FileNotFoundError, ValueError) as exc:
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
+    def configure_stage(self) -> None:
+        self.corpus = Corpus.load(require_corpus_dir(self.params.corpus_dir))
         self.mosaic = MosaicSource(self.corpus) if self.params.publish_debug_image else None
-        self._init_pubsub()
-        self.get_logger().info(f"corpus {self.params.corpus_dir}: {self.corpus.num_tiles} tiles")
-        return TransitionCallbackReturn.SUCCESS
-
-    def _init_pubsub(self) -> None:
-        self.status = NodeStatus(self)
         self.forced_global = False
         self.prior = None  # (stamp_s, east_m, north_m, sigma_m, has_fix) in the corpus frame
         self.map_frame: LocalTangentPlane | None = None
         self.images: dict[float, np.ndarray] = {}
-        self.pub = self.create_lifecycle_publisher(RetrievalCandidates, names.CANDIDATES, QoSProfile(depth=10))
-        self.debug_pub = self.create_lifecycle_publisher(Image, names.DEBUG_IMAGE, QoSProfile(depth=2))
-        self.marker_pub = self.create_lifecycle_publisher(MarkerArray, names.MARKERS, QoSProfile(depth=2))
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.subs = [
-            self.create_subscription(GlobalDescriptor, names.DESCRIPTOR, self._on_descriptor, QoSProfile(depth=10)),
-            self.create_subscription(NavSatFix, names.FIX, self._on_fix, QoSProfile(depth=10)),
-            self.create_subscription(NavSatFix, names.MAP_ORIGIN, self._on_map_origin, latched),
-        ]
+        self.pub = self.publisher(RetrievalCandidates, names.CANDIDATES)
+        self.debug_pub = self.publisher(Image, names.DEBUG_IMAGE, depth=2)
+        self.marker_pub = self.publisher(MarkerArray, names.MARKERS, depth=2)
+        self.subscribe(GlobalDescriptor, names.DESCRIPTOR, self._on_descriptor)
+        self.subscribe(NavSatFix, names.FIX, self._on_fix)
+        self.subscribe(NavSatFix, names.MAP_ORIGIN, self._on_map_origin,
+                       qos=QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         if self.params.publish_debug_image:
-            self.subs.append(self.create_subscription(Image, names.IMAGE, self._on_image, QoSProfile(depth=5)))
+            self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.srv = self.create_service(SetBool, "~/set_global_search", self._on_set_global)
+        self.get_logger().info(f"corpus {self.params.corpus_dir}: {self.corpus.num_tiles} tiles")
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._active = True
-        return super().on_activate(state)
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
-        if hasattr(self, "corpus"):
-            for sub in self.subs:
-                self.destroy_subscription(sub)
+    def release_stage(self) -> None:
+        if hasattr(self, "srv"):
             self.destroy_service(self.srv)
-            for pub in (self.pub, self.debug_pub, self.marker_pub):
-                self.destroy_lifecycle_publisher(pub)
-            self.status.destroy()
-            del self.corpus
+            del self.srv
+        self.__dict__.pop("corpus", None)
 
     def _on_set_global(self, request, response):
         self.forced_global = bool(request.data)
@@ -126,7 +90,7 @@ class RetrievalNode(LifecycleNode):
                       msg.status.status != NavSatStatus.STATUS_NO_FIX)
 
     def _on_image(self, msg: Image) -> None:
-        if not self._active:
+        if not self.active:
             return
         try:
             rgb = image_to_rgb(msg)
@@ -148,7 +112,7 @@ class RetrievalNode(LifecycleNode):
         return radius
 
     def _on_descriptor(self, msg: GlobalDescriptor) -> None:
-        if not self._active:
+        if not self.active:
             return
         self.status.count("descriptors_received")
         query = np.frombuffer(msg.descriptor, dtype=np.float32)

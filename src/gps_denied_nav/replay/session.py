@@ -46,7 +46,15 @@ def clip_inputs(clip_path: Path) -> tuple[GeoTrack, int, float | None]:
     return GeoTrack.from_arrays(t, lat, lon, alt), frames, gnss_last
 
 
+_last_progress: dict[str, float] = {}
+
+
 def print_progress(stage: str, done: float, total: float) -> None:
+    """One self-overwriting progress line per stage on stderr, at most 4 updates a second."""
+    now = time.monotonic()
+    if done < total and now - _last_progress.get(stage, 0.0) < 0.25:
+        return
+    _last_progress[stage] = now
     pct = 100.0 * done / total if total else 100.0
     sys.stderr.write(f"\r[{stage}] {done:7.1f} / {total:.1f} ({pct:5.1f} %)")
     if done >= total:

@@ -1,0 +1,106 @@
+"""Lifecycle plumbing shared by the graph's four stage nodes (inference, retrieval, matching, ESKF).
+
+As in ros2/demos' lifecycle talker: parameters are declared in ``__init__``; ``on_configure`` reads them
+once into a frozen dataclass and calls the node's ``configure_stage`` (heavy loading, publishers,
+subscriptions); a failure there is logged with what and where and fails the transition;
+``on_activate``/``on_deactivate`` gate the callbacks (rclpy activates the lifecycle publishers in the
+base class); ``on_cleanup`` and ``on_shutdown`` release everything ``configure_stage`` created.
+"""
+from __future__ import annotations
+
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo
+
+from gps_denied_nav.core.corpus import CorpusError
+from gps_denied_nav.core.descriptor import RuntimeUnavailable
+from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics
+from gps_denied_nav.nodes.diagnostics import NodeStatus
+from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+
+# What a bad file or parameter raises while configuring; anything else is a bug and propagates.
+CONFIGURE_ERRORS = (CorpusError, RuntimeUnavailable, FileNotFoundError, ValueError, OSError)
+
+
+class StageNode(LifecycleNode):
+    params_cls: type  # the node's frozen parameter dataclass
+
+    def __init__(self, node_name: str, **kwargs):
+        super().__init__(node_name, **kwargs)
+        declare_parameters(self, self.params_cls)
+        self.active = False
+        self._configured = False
+        self._subs: list = []
+        self._pubs: list = []
+
+    # --- to implement ----------------------------------------------------------------------------
+    def configure_stage(self) -> None:
+        """Load models/indexes and create publishers and subscriptions; raise CONFIGURE_ERRORS on bad input."""
+        raise NotImplementedError
+
+    def release_stage(self) -> None:
+        """Release what configure_stage made besides publishers and subscriptions (workers, models)."""
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.params = read_parameters(self, self.params_cls)
+        self.status = NodeStatus(self)
+        self.intrinsics = None
+        try:
+            self.configure_stage()
+        except CONFIGURE_ERRORS as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self.release_stage()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for pub in self._pubs:
+            self.destroy_lifecycle_publisher(pub)
+        self._subs, self._pubs = [], []
+        if hasattr(self, "status"):
+            self.status.destroy()
+            del self.status
+        self._configured = False
+
+    # --- helpers for configure_stage -------------------------------------------------------------
+    def subscribe(self, msg_type, topic: str, callback, depth: int = 10, qos: QoSProfile | None = None):
+        self._subs.append(self.create_subscription(msg_type, topic, callback, qos or QoSProfile(depth=depth)))
+        return self._subs[-1]
+
+    def publisher(self, msg_type, topic: str, depth: int = 10, qos: QoSProfile | None = None):
+        self._pubs.append(self.create_lifecycle_publisher(msg_type, topic, qos or QoSProfile(depth=depth)))
+        return self._pubs[-1]
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self.intrinsics = camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            self.status.drop("bad_camera_info", exc)
+
+
+def require_corpus_dir(corpus_dir: str) -> str:
+    if not corpus_dir:
+        raise ValueError("parameter corpus_dir is empty: point it at a corpus made by `gdn provision`")
+    return corpus_dir
