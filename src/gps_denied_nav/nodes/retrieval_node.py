@@ -126,8 +126,11 @@ class RetrievalNode(StageNode):
         stamp_s = stamp_to_s(msg.header.stamp)
         radius = self._prior_radius(stamp_s)
         t0 = time.perf_counter()
-        prior = None if radius is None else np.array(self.prior[1:3])
-        result = search(self.corpus.index, query, self.params.top_k, self.corpus.tile_centres_enu_m, prior, radius)
+        if radius is None:
+            result = search(self.corpus.index, query, self.params.top_k)
+        else:
+            result = search(self.corpus.index, query, self.params.top_k, self.corpus.tile_centres_enu_m,
+                            np.array(self.prior[1:3]), radius)
         out = RetrievalCandidates(header=msg.header, global_search=result.global_search,
                                   prior_radius_m=0.0 if result.global_search else float(radius),
                                   search_ms=1e3 * (time.perf_counter() - t0))

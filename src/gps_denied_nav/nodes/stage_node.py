@@ -8,6 +8,8 @@ base class); ``on_cleanup`` and ``on_shutdown`` release everything ``configure_s
 """
 from __future__ import annotations
 
+import traceback
+
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo
@@ -86,7 +88,16 @@ class StageNode(LifecycleNode):
 
     # --- helpers for configure_stage -------------------------------------------------------------
     def subscribe(self, msg_type, topic: str, callback, depth: int = 10, qos: QoSProfile | None = None):
-        self._subs.append(self.create_subscription(msg_type, topic, callback, qos or QoSProfile(depth=depth)))
+        """A subscription whose callback cannot take the node down: an exception escaping a callback
+        would stop rclpy's executor, so it is counted, logged with its traceback and the message dropped."""
+        def guarded(msg) -> None:
+            try:
+                callback(msg)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the graph
+                self.status.drop("callback_error", f"{topic}: {type(exc).__name__}: {exc}")
+                self.get_logger().error(traceback.format_exc(), throttle_duration_sec=10.0)
+
+        self._subs.append(self.create_subscription(msg_type, topic, guarded, qos or QoSProfile(depth=depth)))
         return self._subs[-1]
 
     def publisher(self, msg_type, topic: str, depth: int = 10, qos: QoSProfile | None = None):

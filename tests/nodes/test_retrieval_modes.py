@@ -1,0 +1,110 @@
+"""Retrieval narrows to the fused position, and goes global when the filter reports NO_FIX (lost) or an
+operator forces it: the re-initialisation path of the graph, over real DDS."""
+from __future__ import annotations
+
+import array
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import NavSatFix, NavSatStatus
+from std_srvs.srv import SetBool
+
+from gps_denied_nav.core.corpus import Corpus
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.conversions import s_to_stamp
+from gps_denied_nav.nodes.retrieval_node import RetrievalNode
+from gps_denied_nav.replay.graph import ros_args
+from gps_denied_nav.replay.session import DEFAULT_PARAMS
+from gps_denied_nav_interfaces.msg import GlobalDescriptor, RetrievalCandidates
+
+
+@pytest.fixture(scope="module")
+def retrieval(small_corpus):
+    rclpy.init(args=ros_args(DEFAULT_PARAMS, {"corpus_dir": str(small_corpus)}))
+    node = RetrievalNode()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    probe = Node("retrieval_probe")
+    received: list[RetrievalCandidates] = []
+    probe.create_subscription(RetrievalCandidates, names.CANDIDATES, received.append, QoSProfile(depth=10))
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    executor.add_node(probe)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield Corpus.load(small_corpus), probe, received
+    executor.shutdown(timeout_sec=5.0)
+    node.destroy_node()
+    probe.destroy_node()
+    rclpy.shutdown()
+    thread.join(timeout=5.0)
+
+
+def _ask(probe, received, corpus, tile: int, fix: NavSatFix | None) -> RetrievalCandidates:
+    if not hasattr(probe, "test_pubs"):
+        probe.test_pubs = (probe.create_publisher(NavSatFix, names.FIX, QoSProfile(depth=5)),
+                           probe.create_publisher(GlobalDescriptor, names.DESCRIPTOR, QoSProfile(depth=5)))
+        time.sleep(1.0)  # discovery both ways before the first message
+    fix_pub, desc_pub = probe.test_pubs
+    deadline = time.monotonic() + 5.0
+    while (fix_pub.get_subscription_count() == 0 or desc_pub.get_subscription_count() == 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if fix is not None:
+        fix_pub.publish(fix)
+        time.sleep(0.3)
+    msg = GlobalDescriptor(model_id=corpus.model_id)
+    msg.header.stamp = s_to_stamp(100.0)
+    msg.descriptor = array.array("f", corpus.descriptors[tile].tobytes())
+    before = len(received)
+    desc_pub.publish(msg)
+    deadline = time.monotonic() + 5.0
+    while len(received) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(received) > before, "no candidates published"
+    return received[-1]
+
+
+def _fix_at(corpus, tile: int, status: int, sigma_m: float) -> NavSatFix:
+    lat, lon = corpus.tile_latlon_deg[tile]
+    fix = NavSatFix(latitude=float(lat), longitude=float(lon), altitude=float(corpus.frame.origin_alt_m) + 120.0)
+    fix.header.stamp = s_to_stamp(100.0)
+    fix.status.status = status
+    fix.position_covariance = [sigma_m**2, 0.0, 0.0, 0.0, sigma_m**2, 0.0, 0.0, 0.0, 1.0]
+    fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_KNOWN
+    return fix
+
+
+def test_prior_narrows_and_no_fix_goes_global(retrieval):
+    corpus, probe, received = retrieval
+    tile = corpus.num_tiles // 2
+    narrowed = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_FIX, 5.0))
+    assert not narrowed.global_search and narrowed.prior_radius_m > 0
+    centre = corpus.tile_centres_enu_m[tile]
+    for cand in narrowed.candidates:
+        offset = corpus.tile_centres_enu_m[cand.index] - centre
+        assert np.hypot(*offset) <= narrowed.prior_radius_m + 1e-6
+    assert narrowed.candidates[0].index == tile  # its own descriptor ranks first
+
+    lost = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_NO_FIX, 5.0))
+    assert lost.global_search and lost.prior_radius_m == 0.0
+
+
+def test_operator_can_force_global_search(retrieval):
+    corpus, probe, received = retrieval
+    client = probe.create_client(SetBool, f"/{names.RETRIEVAL_NODE}/set_global_search")
+    assert client.wait_for_service(timeout_sec=5.0)
+    future = client.call_async(SetBool.Request(data=True))
+    deadline = time.monotonic() + 5.0
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert future.result().success
+    tile = 0
+    forced = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_FIX, 5.0))
+    assert forced.global_search
