@@ -155,7 +155,7 @@ class EskfNode(StageNode):
         pos = self.frame.to_enu(msg.latitude, msg.longitude, msg.altitude)
         cov = fix_covariance_enu_m2(msg, self.params.gnss_default_sigma_m)
         if self.filter.initialized:
-            self._count(self.filter.update_gnss(stamp_s, pos, cov))
+            self._log_outcome(self.filter.update_gnss(stamp_s, pos, cov))
             return
         self.gnss_fixes.append((stamp_s, pos, cov))
         self._try_initialize_from_gnss()
@@ -167,7 +167,7 @@ class EskfNode(StageNode):
             self.status.drop("bad_baro", f"pressure {msg.fluid_pressure} Pa")
             return
         altitude_m = float(pressure_to_altitude_m(msg.fluid_pressure))
-        self._count(self.filter.update_baro(stamp_to_s(msg.header.stamp), altitude_m, self.params.baro_sigma_m**2))
+        self._log_outcome(self.filter.update_baro(stamp_to_s(msg.header.stamp), altitude_m, self.params.baro_sigma_m**2))
 
     def _on_visual_fix(self, msg: VisualFix) -> None:
         if not self.active:
@@ -187,9 +187,9 @@ class EskfNode(StageNode):
         if self.filter.needs_reinit and msg.inliers >= self.params.reinit_min_inliers:
             self.get_logger().warning(f"re-initialising position from a {msg.inliers}-inlier visual fix "
                                       f"({self.filter.reinit_reason.value})")
-            self._count(self.filter.reinitialize_position(stamp_s, pos, cov))
+            self._log_outcome(self.filter.reinitialize_position(stamp_s, pos, cov))
             return
-        self._count(self.filter.update_visual_fix(stamp_s, pos, cov, msg.heading_rad, msg.heading_variance_rad2))
+        self._log_outcome(self.filter.update_visual_fix(stamp_s, pos, cov, msg.heading_rad, msg.heading_variance_rad2))
 
     # --- helpers ---------------------------------------------------------------------------------
     def _ensure_frame(self, lat_deg: float, lon_deg: float, alt_m: float) -> None:
@@ -222,10 +222,11 @@ class EskfNode(StageNode):
         self.get_logger().info(f"filter initialised at {stamp_s:.2f} s: roll {math.degrees(roll):.1f}, "
                                f"pitch {math.degrees(pitch):.1f}, yaw {math.degrees(yaw_rad):.1f} deg")
 
-    def _count(self, outcome) -> None:
-        self.status.count(f"{outcome.kind.value}_{outcome.status.value}")
+    def _log_outcome(self, outcome) -> None:
+        """Accept/reject counts come from the filter (a deferred update is decided later); log rejections."""
         if outcome.status is UpdateStatus.REJECTED:
-            self.status.set(f"{outcome.kind.value}_last_rejected_nis", outcome.nis)
+            self.get_logger().warning(f"{outcome.kind.value} at {outcome.stamp_s:.2f} s rejected: NIS "
+                                      f"{outcome.nis:.1f} > {outcome.gate_threshold:.1f}", throttle_duration_sec=2.0)
 
     def _publish(self) -> None:
         f = self.filter
@@ -244,6 +245,10 @@ class EskfNode(StageNode):
                   "position_sigma_m": math.sqrt(max(d.position_cov_trace_m2, 0.0)),
                   "consecutive_visual_rejections": d.consecutive_visual_rejections,
                   "imu_samples_dropped_by_filter": d.imu_samples_dropped}
+        for kind, counters in d.counters.items():
+            values[f"{kind.value}_accepted"] = counters.accepted
+            values[f"{kind.value}_rejected"] = counters.rejected
+            values[f"{kind.value}_too_old"] = counters.too_old
         for kind, rec in d.last_innovation.items():
             values[f"{kind.value}_last_nis"] = rec.nis
         return values
