@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import array
-import threading
 import time
 
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -21,47 +18,27 @@ from gps_denied_nav.nodes.eskf_node import EskfNode
 from gps_denied_nav.nodes.inference_node import InferenceNode
 from gps_denied_nav.nodes.matching_node import MatchingNode
 from gps_denied_nav.nodes.retrieval_node import RetrievalNode
-from gps_denied_nav.replay.graph import ros_args
-from gps_denied_nav.replay.session import DEFAULT_PARAMS
 from gps_denied_nav_interfaces.msg import GlobalDescriptor, VisualFix
+from rclpy_harness import ros_context, spinning, wait_for
 
 
 @pytest.fixture(scope="module")
 def graph(small_corpus):
-    rclpy.init(args=ros_args(DEFAULT_PARAMS, {"corpus_dir": str(small_corpus)}))
-    nodes = {cls.__name__: cls() for cls in (EskfNode, InferenceNode, RetrievalNode, MatchingNode)}
-    for node in nodes.values():
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    probe = Node("bad_input_probe")
-    diagnostics: list[DiagnosticArray] = []
-    probe.create_subscription(DiagnosticArray, names.DIAGNOSTICS, diagnostics.append, QoSProfile(depth=100))
-    executor = MultiThreadedExecutor(num_threads=4)
-    for node in [*nodes.values(), probe]:
-        executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    time.sleep(1.0)  # DDS discovery between the probe and the nodes
-    yield nodes, probe, diagnostics
-    executor.shutdown(timeout_sec=5.0)
-    for node in [*nodes.values(), probe]:
-        node.destroy_node()
-    rclpy.shutdown()
-    thread.join(timeout=5.0)
-
-
-def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    with ros_context({"corpus_dir": str(small_corpus)}):
+        nodes = {cls.__name__: cls() for cls in (EskfNode, InferenceNode, RetrievalNode, MatchingNode)}
+        for node in nodes.values():
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        probe = Node("bad_input_probe")
+        diagnostics: list[DiagnosticArray] = []
+        probe.create_subscription(DiagnosticArray, names.DIAGNOSTICS, diagnostics.append, QoSProfile(depth=100))
+        with spinning(*nodes.values(), probe):
+            yield nodes, probe, diagnostics
 
 
 def _publish(probe: Node, msg_type, topic: str, messages) -> None:
     pub = probe.create_publisher(msg_type, topic, QoSProfile(depth=50))
-    _wait_for(lambda: pub.get_subscription_count() > 0, 5.0)
+    wait_for(lambda: pub.get_subscription_count() > 0, 5.0)
     for msg in messages:
         pub.publish(msg)
         time.sleep(0.02)
@@ -81,10 +58,10 @@ def test_bad_images_are_counted_and_dropped(graph):
     _publish(probe, Image, names.IMAGE, [wrong_encoding, empty])
     for name in ("InferenceNode", "MatchingNode"):
         status = nodes[name].status
-        assert _wait_for(lambda: status.snapshot().get("dropped_bad_image", 0) >= 2), status.snapshot()
+        assert wait_for(lambda: status.snapshot().get("dropped_bad_image", 0) >= 2), status.snapshot()
         assert nodes[name]._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
     # The drop shows on /diagnostics with its reason.
-    assert _wait_for(lambda: any(kv.key == "dropped_bad_image" and int(kv.value) >= 2
+    assert wait_for(lambda: any(kv.key == "dropped_bad_image" and int(kv.value) >= 2
                                  for d in diagnostics for s in d.status for kv in s.values), 5.0)
 
 
@@ -93,7 +70,7 @@ def test_nan_and_backwards_imu_are_dropped(graph):
     t0 = 1000.0
     _publish(probe, Imu, names.IMU, [_imu(t0), _imu(t0 + 0.01, ax=float("nan")), _imu(t0 + 0.02), _imu(t0 + 0.015)])
     status = nodes["EskfNode"].status
-    assert _wait_for(lambda: status.snapshot().get("dropped_bad_imu", 0) == 1
+    assert wait_for(lambda: status.snapshot().get("dropped_bad_imu", 0) == 1
                      and status.snapshot().get("dropped_imu_stamp_backwards", 0) == 1), status.snapshot()
     assert status.snapshot().get("imu_received", 0) >= 2
     assert nodes["EskfNode"]._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
@@ -109,8 +86,8 @@ def test_bad_visual_fix_and_descriptor_are_dropped(graph):
     _publish(probe, GlobalDescriptor, names.DESCRIPTOR, [wrong])
     _publish(probe, NavSatFix, names.FIX, [NavSatFix(latitude=float("nan"), longitude=1.0)])
     eskf, retrieval = nodes["EskfNode"].status, nodes["RetrievalNode"].status
-    assert _wait_for(lambda: eskf.snapshot().get("dropped_bad_visual_fix", 0) == 1), eskf.snapshot()
-    assert _wait_for(lambda: retrieval.snapshot().get("dropped_model_mismatch", 0) == 1), retrieval.snapshot()
-    assert _wait_for(lambda: retrieval.snapshot().get("dropped_bad_fix", 0) == 1), retrieval.snapshot()
+    assert wait_for(lambda: eskf.snapshot().get("dropped_bad_visual_fix", 0) == 1), eskf.snapshot()
+    assert wait_for(lambda: retrieval.snapshot().get("dropped_model_mismatch", 0) == 1), retrieval.snapshot()
+    assert wait_for(lambda: retrieval.snapshot().get("dropped_bad_fix", 0) == 1), retrieval.snapshot()
     for node in nodes.values():
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE

@@ -2,12 +2,9 @@
 300 m off, report NO_FIX (which sends retrieval global), and re-initialise from the next strong fix."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -18,9 +15,8 @@ from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp
 from gps_denied_nav.nodes.eskf_node import EskfNode
-from gps_denied_nav.replay.graph import ros_args
-from gps_denied_nav.replay.session import DEFAULT_PARAMS
 from gps_denied_nav_interfaces.msg import VisualFix
+from rclpy_harness import ros_context, spinning, wait_for
 
 ORIGIN = LocalTangentPlane(60.40, 22.46, 0.0)
 ALTITUDE_M = 120.0
@@ -28,28 +24,18 @@ ALTITUDE_M = 120.0
 
 @pytest.fixture
 def eskf():
-    rclpy.init(args=ros_args(DEFAULT_PARAMS, {"origin_lat_deg": ORIGIN.origin_lat_deg,
-                                              "origin_lon_deg": ORIGIN.origin_lon_deg, "origin_alt_m": 0.0}))
-    node = EskfNode()
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    probe = Node("eskf_probe")
-    fixes: list[NavSatFix] = []
-    probe.create_subscription(NavSatFix, names.FIX, fixes.append, QoSProfile(depth=200))
-    pubs = (probe.create_publisher(Imu, names.IMU, QoSProfile(depth=2000)),
-            probe.create_publisher(VisualFix, names.VISUAL_FIX, QoSProfile(depth=50)))
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    time.sleep(1.0)
-    yield node, pubs, fixes
-    executor.shutdown(timeout_sec=5.0)
-    node.destroy_node()
-    probe.destroy_node()
-    rclpy.shutdown()
-    thread.join(timeout=5.0)
+    with ros_context({"origin_lat_deg": ORIGIN.origin_lat_deg, "origin_lon_deg": ORIGIN.origin_lon_deg,
+                      "origin_alt_m": 0.0}):
+        node = EskfNode()
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        probe = Node("eskf_probe")
+        fixes: list[NavSatFix] = []
+        probe.create_subscription(NavSatFix, names.FIX, fixes.append, QoSProfile(depth=200))
+        pubs = (probe.create_publisher(Imu, names.IMU, QoSProfile(depth=2000)),
+                probe.create_publisher(VisualFix, names.VISUAL_FIX, QoSProfile(depth=50)))
+        with spinning(node, probe):
+            yield node, pubs, fixes
 
 
 def _hover_imu(pub, t0_s: float, t1_s: float, rate_hz: float = 100.0) -> None:
@@ -73,34 +59,25 @@ def _fix(t_s: float, east_m: float, north_m: float, inliers: int = 100) -> Visua
     return msg
 
 
-def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_rejections_report_no_fix_and_a_strong_fix_recovers(eskf):
     node, (imu_pub, fix_pub), fixes = eskf
     _hover_imu(imu_pub, 0.0, 1.0)
     fix_pub.publish(_fix(1.0, 0.0, 0.0))  # no GNSS: the first visual fix initialises the filter
-    assert _wait_for(lambda: node.filter.initialized)
+    assert wait_for(lambda: node.filter.initialized)
     _hover_imu(imu_pub, 1.0, 2.0)
     t = 2.0
     for _ in range(node.params.max_consecutive_visual_rejections):
         fix_pub.publish(_fix(t, 300.0, -250.0, inliers=40))  # confidently wrong: gated out
         _hover_imu(imu_pub, t, t + 0.5)
         t += 0.5
-    assert _wait_for(lambda: node.filter.needs_reinit), node.status.snapshot()
+    assert wait_for(lambda: node.filter.needs_reinit), node.status.snapshot()
     counters = node.filter.diagnostics.counters[MeasurementKind.VISUAL_FIX]
     assert counters.rejected == node.params.max_consecutive_visual_rejections
-    assert _wait_for(lambda: fixes and fixes[-1].status.status == NavSatStatus.STATUS_NO_FIX)
+    assert wait_for(lambda: fixes and fixes[-1].status.status == NavSatStatus.STATUS_NO_FIX)
 
     fix_pub.publish(_fix(t, 0.5, 0.5, inliers=node.params.reinit_min_inliers))  # strong enough to re-initialise
     _hover_imu(imu_pub, t, t + 1.0)
-    assert _wait_for(lambda: not node.filter.needs_reinit), node.status.snapshot()
-    assert _wait_for(lambda: fixes[-1].status.status == NavSatStatus.STATUS_FIX)
+    assert wait_for(lambda: not node.filter.needs_reinit), node.status.snapshot()
+    assert wait_for(lambda: fixes[-1].status.status == NavSatStatus.STATUS_FIX)
     east, north, _ = ORIGIN.to_enu(fixes[-1].latitude, fixes[-1].longitude, fixes[-1].altitude)
     assert abs(east) < 3.0 and abs(north) < 3.0

@@ -3,13 +3,10 @@ operator forces it: the re-initialisation path of the graph, over real DDS."""
 from __future__ import annotations
 
 import array
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -20,31 +17,21 @@ from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp
 from gps_denied_nav.nodes.retrieval_node import RetrievalNode
-from gps_denied_nav.replay.graph import ros_args
-from gps_denied_nav.replay.session import DEFAULT_PARAMS
 from gps_denied_nav_interfaces.msg import GlobalDescriptor, RetrievalCandidates
+from rclpy_harness import ros_context, spinning
 
 
 @pytest.fixture(scope="module")
 def retrieval(small_corpus):
-    rclpy.init(args=ros_args(DEFAULT_PARAMS, {"corpus_dir": str(small_corpus)}))
-    node = RetrievalNode()
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    probe = Node("retrieval_probe")
-    received: list[RetrievalCandidates] = []
-    probe.create_subscription(RetrievalCandidates, names.CANDIDATES, received.append, QoSProfile(depth=10))
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield Corpus.load(small_corpus), probe, received
-    executor.shutdown(timeout_sec=5.0)
-    node.destroy_node()
-    probe.destroy_node()
-    rclpy.shutdown()
-    thread.join(timeout=5.0)
+    with ros_context({"corpus_dir": str(small_corpus)}):
+        node = RetrievalNode()
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        probe = Node("retrieval_probe")
+        received: list[RetrievalCandidates] = []
+        probe.create_subscription(RetrievalCandidates, names.CANDIDATES, received.append, QoSProfile(depth=10))
+        with spinning(node, probe):
+            yield Corpus.load(small_corpus), probe, received
 
 
 def _ask(probe, received, corpus, tile: int, fix: NavSatFix | None) -> RetrievalCandidates:
