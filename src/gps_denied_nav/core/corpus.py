@@ -28,7 +28,7 @@ CORPUS_FORMAT_VERSION = 1
 CORPUS_FILES = ("tiles.json", "descriptors.npy", "index.faiss", "features.npz", "map.png", "model.pt")
 
 
-class CorpusError(Exception):
+class CorpusError(ValueError):
     """A corpus that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path, reason: str):

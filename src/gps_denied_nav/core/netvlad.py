@@ -24,7 +24,7 @@ MODEL_CARD_NAME = "netvlad_efficientnet_lite0"
 CHECKPOINT_FORMAT = "gps_denied_nav.netvlad_checkpoint/1"
 
 
-class CheckpointError(Exception):
+class CheckpointError(ValueError):
     """A model checkpoint that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path, reason: str):

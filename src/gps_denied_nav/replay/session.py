@@ -7,6 +7,7 @@ nodes up over their change_state services, the clip goes over DDS with /clock, a
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 from rclpy.node import Node
 from rosbags.highlevel import AnyReader
 
+from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.plots import plot_error_over_time, plot_trajectory
 from gps_denied_nav.core.report import GeoTrack, ReplayReport, error_series, score_replay
@@ -68,12 +70,13 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     clip, corpus_dir, out_dir = Path(clip), Path(corpus_dir), Path(out_dir)
     if not clip.exists():
         raise FileNotFoundError(f"flight clip not found: {clip}")
+    Corpus.load(corpus_dir)  # fail here, naming the bad file, rather than as a failed start-up of the graph
     out_dir.mkdir(parents=True, exist_ok=True)
     out_bag = out_dir / "outputs.mcap"
-    if out_bag.exists():
-        for f in out_bag.iterdir() if out_bag.is_dir() else [out_bag]:
-            f.unlink()
-        out_bag.rmdir() if out_bag.is_dir() else None
+    if out_bag.is_dir():
+        shutil.rmtree(out_bag)
+    elif out_bag.exists():
+        out_bag.unlink()
     truth, frames, gnss_lost_s = clip_inputs(clip)
     wall0 = time.monotonic()
     host = GraphHost(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True})
@@ -105,8 +108,6 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
 
 def write_plots(out_dir: Path, corpus_dir: Path, truth: GeoTrack, estimates: GeoTrack, fixes: GeoTrack,
                 report: ReplayReport) -> None:
-    from gps_denied_nav.core.corpus import Corpus
-
     corpus = Corpus.load(corpus_dir)
     frame: LocalTangentPlane = corpus.frame
     preview, _valid, g = corpus.map_preview()
