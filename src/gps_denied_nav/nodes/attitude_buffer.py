@@ -25,6 +25,11 @@ class PoseBuffer:
             self._q.append(q_world_body)
             self._lock.notify_all()
 
+    @property
+    def empty(self) -> bool:
+        with self._lock:
+            return not self._t
+
     def lookup(self, t_s: float, tolerance_s: float, wait_s: float = 0.0) -> np.ndarray | None:
         """Nearest sample to t_s within tolerance_s; waits up to wait_s for the filter to reach t_s
         (its output trails the camera by the IMU queue) before settling for an older sample."""

@@ -98,7 +98,11 @@ class InferenceNode(StageNode):
         header, rgb = item
         stamp_s = stamp_to_s(header.stamp)
         query, rectified = rgb, False
-        if self.params.rectify:
+        if self.params.rectify and self.poses.empty:
+            # Cold start without GNSS: no attitude yet, so describe the frame as it is; retrieval searches
+            # globally and the first visual fix initialises the filter.
+            self.status.count("unrectified_cold_start")
+        elif self.params.rectify:
             q = self.poses.lookup(stamp_s, self.params.max_attitude_age_s, wait_s=self.params.max_attitude_age_s)
             altitude_agl_m = self.poses.altitude_m - self.ground_alt_m
             if q is None or self.intrinsics is None or not altitude_agl_m > 1.0:
