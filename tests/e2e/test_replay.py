@@ -17,16 +17,18 @@ CLIP_DURATION_S = 40.0
 GNSS_S = 10.0
 
 
-@pytest.fixture(scope="module")
-def short_clip(small_world, tmp_path_factory):
+def _clip(world, out_dir, seed: int, gnss_s: float):
     from gps_denied_nav.core.map_raster import load_geotiff
     from gps_denied_nav.sim.clip import write_clip
     from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
 
-    flight = simulate_flight(load_geotiff(small_world), FlightConfig(seed=3, duration_s=CLIP_DURATION_S, gnss_s=GNSS_S))
-    path = tmp_path_factory.mktemp("clip") / "clip.mcap"
-    write_clip(flight, path)
-    return path
+    flight = simulate_flight(load_geotiff(world), FlightConfig(seed=seed, duration_s=CLIP_DURATION_S, gnss_s=gnss_s))
+    return write_clip(flight, out_dir / "clip.mcap")
+
+
+@pytest.fixture(scope="module")
+def short_clip(small_world, tmp_path_factory):
+    return _clip(small_world, tmp_path_factory.mktemp("clip"), seed=3, gnss_s=GNSS_S)
 
 
 def test_replay_through_the_whole_graph(short_clip, small_corpus, tmp_path):
@@ -49,3 +51,18 @@ def test_replay_through_the_whole_graph(short_clip, small_corpus, tmp_path):
     assert counts[names.ODOMETRY] > CLIP_DURATION_S * 20  # 50 Hz publishing, minus start-up
     assert counts[names.VISUAL_FIX] == report["fixes_accepted"]
     assert counts[names.DIAGNOSTICS] > 0
+
+
+def test_cold_start_without_gnss_localises_from_a_global_search(small_world, small_corpus, tmp_path):
+    """No GNSS at all: unrectified frames are retrieved globally, the first visual fix initialises the
+    filter (position, heading), and tracking continues from there."""
+    from gps_denied_nav.replay.inspect_bag import last_diagnostics
+    from gps_denied_nav.replay.session import replay
+
+    clip = _clip(small_world, tmp_path, seed=5, gnss_s=0.0)
+    report = replay(clip, small_corpus, tmp_path / "replay", rate=1.0).to_json_dict()
+    assert report["fix_rate"] >= 0.5, report
+    assert report["rmse_m"] <= 10.0, report
+    retrieval = last_diagnostics(tmp_path / "replay" / "outputs.mcap")["gps_denied_nav: retrieval_node"][2]
+    assert int(retrieval.get("global_searches", 0)) >= 1  # the first frames, before any fix
+    assert int(retrieval.get("prior_searches", 0)) >= 10  # then narrowed by the filter

@@ -182,7 +182,9 @@ class EskfNode(StageNode):
         stamp_s = stamp_to_s(msg.header.stamp)
         pos = self.frame.to_enu(msg.latitude_deg, msg.longitude_deg, msg.altitude_m)
         if not self.filter.initialized:
-            self._initialize(stamp_s, pos, np.zeros(3), msg.heading_rad, vel_sigma_mps=15.0)
+            # No GNSS ever: position and heading from the fix, velocity unknown (any UAV airspeed).
+            self._initialize(stamp_s, pos, np.zeros(3), msg.heading_rad, vel_sigma_mps=15.0,
+                             pos_sigma_m=float(np.sqrt(np.max(np.linalg.eigvalsh(cov)))))
             return
         if self.filter.needs_reinit and msg.inliers >= self.params.reinit_min_inliers:
             self.get_logger().warning(f"re-initialising position from a {msg.inliers}-inlier visual fix "
