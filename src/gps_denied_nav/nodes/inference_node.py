@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, NavSatFix
 
 from gps_denied_nav.core.camera import camera_mount_rotation
@@ -22,8 +21,7 @@ from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.rectify import rectify_to_north_up
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
-from gps_denied_nav.nodes.attitude_buffer import PoseBuffer
-from gps_denied_nav.nodes.conversions import image_to_rgb, quat_msg_to_wxyz, stamp_to_s
+from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.nodes.stage_node import StageNode, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
@@ -53,14 +51,13 @@ class InferenceNode(StageNode):
         self.query_gsd_m = corpus.tile_size_m / corpus.tile_px
         self.ground_alt_m = corpus.ground_alt_m
         self.R_body_cam = camera_mount_rotation(tuple(self.params.camera_mount_rpy_deg))
-        self.poses = PoseBuffer()
         self._frame_count = 0
         self.pub = self.publisher(GlobalDescriptor, names.DESCRIPTOR)
         self.worker = LatestWorker("inference", self._describe, lambda: self.status.count("skipped_busy"),
                                    lambda e: self.status.drop("inference_error", e))
         self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
-        self.subscribe(Odometry, names.ODOMETRY, self._on_odometry, depth=50)
+        self.track_attitude()
         self.subscribe(NavSatFix, names.FIX, self._on_fix)
         self.get_logger().info(f"model {self.extractor.model_id} on {self.extractor.device}")
 
@@ -71,11 +68,6 @@ class InferenceNode(StageNode):
         self.__dict__.pop("extractor", None)
 
     # --- callbacks -------------------------------------------------------------------------------
-    def _on_odometry(self, msg: Odometry) -> None:
-        q = quat_msg_to_wxyz(msg.pose.pose.orientation)
-        if np.all(np.isfinite(q)) and abs(np.linalg.norm(q) - 1.0) < 1e-3:
-            self.poses.add(stamp_to_s(msg.header.stamp), q)
-
     def _on_fix(self, msg: NavSatFix) -> None:
         if math.isfinite(msg.altitude):
             self.poses.altitude_m = msg.altitude

@@ -16,7 +16,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
-from gps_denied_nav.core.matching import MatchingConfig, TileFeatures, match_frame
+from gps_denied_nav.core.matching import MatchingConfig, PosePrior, TileFeatures, match_frame
+from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
@@ -66,6 +67,7 @@ class MatchingNode(StageNode):
         self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
         self.subscribe(RetrievalCandidates, names.CANDIDATES, self._on_candidates)
+        self.track_attitude()  # a pose whose tilt disagrees with the filter's is a wrong match
 
     def release_stage(self) -> None:
         if hasattr(self, "worker"):
@@ -108,8 +110,10 @@ class MatchingNode(StageNode):
         for cand in msg.candidates[: self.params.candidates_to_match]:
             kp_enu_m, desc = self.corpus.tile_features(cand.index)
             candidates.append(TileFeatures(cand.tile_id, kp_enu_m, desc, cand.score))
+        q = self.poses.lookup(stamp_to_s(msg.header.stamp), tolerance_s=0.5)
+        prior = None if q is None else PosePrior(R_world_body=quat_to_rotmat(q))
         result = match_frame(rgb, intrinsics.K, candidates, self.config, ground_up_m=self.corpus.ground_up_m,
-                             R_body_cam=self.R_body_cam, distortion=intrinsics.distortion)
+                             prior=prior, R_body_cam=self.R_body_cam, distortion=intrinsics.distortion)
         if not result.accepted:
             self.status.count(f"rejected_{result.reason.split(':')[0].replace(' ', '_')}")
             return

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import traceback
 
+import numpy as np
+from nav_msgs.msg import Odometry
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo
 
 from gps_denied_nav.core.corpus import CorpusError
 from gps_denied_nav.core.descriptor import RuntimeUnavailable
-from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics
+from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.attitude_buffer import PoseBuffer
+from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics, quat_msg_to_wxyz, stamp_to_s
 from gps_denied_nav.nodes.diagnostics import NodeStatus
 from gps_denied_nav.nodes.params import declare_parameters, read_parameters
 
@@ -103,6 +107,16 @@ class StageNode(LifecycleNode):
     def publisher(self, msg_type, topic: str, depth: int = 10, qos: QoSProfile | None = None):
         self._pubs.append(self.create_lifecycle_publisher(msg_type, topic, qos or QoSProfile(depth=depth)))
         return self._pubs[-1]
+
+    def track_attitude(self) -> None:
+        """Keep the filter's recent attitudes in ``self.poses`` (looked up at camera exposure stamps)."""
+        self.poses = PoseBuffer()
+        self.subscribe(Odometry, names.ODOMETRY, self._on_odometry, depth=50)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        q = quat_msg_to_wxyz(msg.pose.pose.orientation)
+        if np.all(np.isfinite(q)) and abs(np.linalg.norm(q) - 1.0) < 1e-3:
+            self.poses.add(stamp_to_s(msg.header.stamp), q)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:
