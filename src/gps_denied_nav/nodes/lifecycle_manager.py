@@ -30,8 +30,8 @@ DOWN = ((Transition.TRANSITION_DEACTIVATE, "deactivate"), (Transition.TRANSITION
 class LifecycleManagerParams:
     node_names: tuple[str, ...] = names.MANAGED_NODES  # brought up in this order, down in reverse
     autostart: bool = True  # configure and activate all nodes at start-up
-    transition_timeout_s: float = 120.0  # configure loads models and indexes: allow for a slow disk
-    service_wait_s: float = 30.0  # how long a node's change_state service may take to appear
+    transition_timeout_s: float = 60.0  # configure loads models and indexes: allow for a slow disk
+    service_wait_s: float = 20.0  # how long to wait for a node's change_state service before asking anyway
 
 
 class LifecycleManager(Node):
@@ -113,9 +113,12 @@ class LifecycleManager(Node):
         node, transition_id, label = self._queue[0]
         client = self._change_state[node]
         if not client.service_is_ready():
-            if now - self._queued_at > self.params.service_wait_s:
-                self._fail(node, label, f"/{node}/change_state not available after {self.params.service_wait_s:.0f} s")
-            return
+            if now - self._queued_at <= self.params.service_wait_s:
+                return
+            # The graph cache can lag behind DDS matching: ask anyway and let the transition timeout
+            # decide, rather than declare a node missing that may only be slow to be seen.
+            self.get_logger().warning(f"/{node}/change_state not seen after {self.params.service_wait_s:.0f} s; "
+                                      f"requesting '{label}' anyway")
         self._queue.pop(0)
         request = ChangeState.Request()
         request.transition.id = transition_id
