@@ -6,13 +6,11 @@ from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import NavSatFix, NavSatStatus
 
-from gps_denied_nav.core.eskf_state import StateEstimate
+from gps_denied_nav.core.eskf_state import E_ATT, E_GYRO_BIAS, E_POS, E_VEL, StateEstimate
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp, wxyz_to_quat_msg
-
-_POS, _VEL, _ATT = slice(0, 3), slice(3, 6), slice(6, 9)
 
 
 def odometry_msg(est: StateEstimate, gyro_body_radps: np.ndarray) -> Odometry:
@@ -26,10 +24,10 @@ def odometry_msg(est: StateEstimate, gyro_body_radps: np.ndarray) -> Odometry:
     p.x, p.y, p.z = (float(v) for v in s.pos_enu_m)
     wxyz_to_quat_msg(s.q_world_body, msg.pose.pose.orientation)
     pose_cov = np.zeros((6, 6))
-    pose_cov[:3, :3] = P[_POS, _POS]
+    pose_cov[:3, :3] = P[E_POS, E_POS]
     # The filter's angle error is local (body frame); rotate it to the fixed frame ROS expects.
     R = quat_to_rotmat(s.q_world_body)
-    pose_cov[3:, 3:] = R @ P[_ATT, _ATT] @ R.T
+    pose_cov[3:, 3:] = R @ P[E_ATT, E_ATT] @ R.T
     msg.pose.covariance = [float(v) for v in pose_cov.ravel()]
     v_body = R.T @ s.vel_enu_mps
     t = msg.twist.twist
@@ -37,8 +35,8 @@ def odometry_msg(est: StateEstimate, gyro_body_radps: np.ndarray) -> Odometry:
     w = np.asarray(gyro_body_radps) - s.gyro_bias_radps
     t.angular.x, t.angular.y, t.angular.z = (float(v) for v in w)
     twist_cov = np.zeros((6, 6))
-    twist_cov[:3, :3] = R.T @ P[_VEL, _VEL] @ R
-    twist_cov[3:, 3:] = np.diag(np.diag(P[12:15, 12:15]))
+    twist_cov[:3, :3] = R.T @ P[E_VEL, E_VEL] @ R
+    twist_cov[3:, 3:] = np.diag(np.diag(P[E_GYRO_BIAS, E_GYRO_BIAS]))  # rate error = gyro bias error
     msg.twist.covariance = [float(v) for v in twist_cov.ravel()]
     return msg
 
@@ -51,7 +49,7 @@ def navsatfix_msg(est: StateEstimate, frame: LocalTangentPlane, has_fix: bool) -
     msg.header.frame_id = names.BODY_FRAME
     msg.status.status = NavSatStatus.STATUS_FIX if has_fix else NavSatStatus.STATUS_NO_FIX
     msg.status.service = NavSatStatus.SERVICE_GPS
-    msg.position_covariance = [float(v) for v in est.covariance[_POS, _POS].ravel()]
+    msg.position_covariance = [float(v) for v in est.covariance[E_POS, E_POS].ravel()]
     msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_KNOWN
     return msg
 

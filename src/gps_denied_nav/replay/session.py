@@ -7,6 +7,7 @@ nodes up over their change_state services, the clip goes over DDS with /clock, a
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import time
@@ -25,27 +26,24 @@ from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.graph import GraphHost
 from gps_denied_nav.replay.player import BagPlayer
 from gps_denied_nav.replay.recorder import OutputRecorder
+from gps_denied_nav.sim.clip import read_ground_truth
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[3] / "params" / "gps_denied_nav.yaml"
 
 
 def clip_inputs(clip_path: Path) -> tuple[GeoTrack, int, float | None]:
-    """Ground truth track, number of camera frames and the last GNSS stamp (when GNSS was lost)."""
-    t, lat, lon, alt = [], [], [], []
-    frames, gnss_last = 0, None
+    """Ground truth track, number of camera frames and the last GNSS stamp (when GNSS was lost).
+
+    Frames are counted from the bag's index, not read: the images are most of a clip's bytes."""
+    truth = GeoTrack.from_arrays(*read_ground_truth(clip_path))
+    gnss_last = None
     with AnyReader([clip_path], default_typestore=typestore()) as reader:
-        wanted = [c for c in reader.connections if c.topic in (names.GROUND_TRUTH_FIX, names.GNSS_FIX, names.IMAGE)]
-        for conn, stamp_ns, raw in reader.messages(connections=wanted):
-            if conn.topic == names.IMAGE:
-                frames += 1
-                continue
-            msg = reader.deserialize(raw, conn.msgtype)
-            stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-            if conn.topic == names.GNSS_FIX:
-                gnss_last = stamp_s if gnss_last is None else max(gnss_last, stamp_s)
-            else:
-                t.append(stamp_s), lat.append(msg.latitude), lon.append(msg.longitude), alt.append(msg.altitude)
-    return GeoTrack.from_arrays(t, lat, lon, alt), frames, gnss_last
+        frames = sum(c.msgcount for c in reader.connections if c.topic == names.IMAGE)
+        gnss = [c for c in reader.connections if c.topic == names.GNSS_FIX]
+        for conn, _stamp_ns, raw in reader.messages(connections=gnss):
+            stamp = reader.deserialize(raw, conn.msgtype).header.stamp
+            gnss_last = max(gnss_last or -math.inf, stamp.sec + 1e-9 * stamp.nanosec)
+    return truth, frames, gnss_last
 
 
 _last_progress: dict[str, float] = {}
