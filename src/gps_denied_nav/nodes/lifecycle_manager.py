@@ -42,6 +42,7 @@ class LifecycleManager(Node):
         self._change_state = {n: self.create_client(ChangeState, f"/{n}/change_state") for n in self.params.node_names}
         self._queue: list[tuple[str, int, str]] = []
         self._pending = None  # (node, label, future, deadline)
+        self._answered: set[str] = set()  # nodes whose change_state service has replied
         self._queued_at = time.monotonic()
         self.node_states = {n: "unknown" for n in self.params.node_names}
         self.failure = ""
@@ -101,6 +102,7 @@ class LifecycleManager(Node):
                     return
                 self.node_states[node] = {"configure": "inactive", "activate": "active",
                                           "deactivate": "inactive", "cleanup": "unconfigured"}[label]
+                self._answered.add(node)
                 self.get_logger().info(f"{node}: {label} ok")
                 self._queued_at = now
                 if not self._queue:
@@ -112,11 +114,13 @@ class LifecycleManager(Node):
             return
         node, transition_id, label = self._queue[0]
         client = self._change_state[node]
-        if not client.service_is_ready():
+        # Once a node has answered, its service is known to be there: the ROS graph cache that
+        # service_is_ready() reads was seen to report a node missing for tens of seconds in between.
+        if node not in self._answered and not client.service_is_ready():
             if now - self._queued_at <= self.params.service_wait_s:
                 return
-            # The graph cache can lag behind DDS matching: ask anyway and let the transition timeout
-            # decide, rather than declare a node missing that may only be slow to be seen.
+            # That cache can lag behind DDS matching: ask anyway and let the transition timeout decide,
+            # rather than declare a node missing that may only be slow to be seen.
             self.get_logger().warning(f"/{node}/change_state not seen after {self.params.service_wait_s:.0f} s; "
                                       f"requesting '{label}' anyway")
         self._queue.pop(0)
