@@ -64,7 +64,7 @@ def cmd_replay(args) -> int:
     from gps_denied_nav.replay.session import replay
 
     report = replay(args.clip, args.corpus, args.out, rate=args.rate, params_file=args.params,
-                    record_debug_images=args.record_debug_images)
+                    record_debug_images=args.record_debug_images, domain_id=args.domain_id)
     print(json.dumps({k: v for k, v in report.to_json_dict().items() if not isinstance(v, dict)}, indent=2))
     print(f"report: {Path(args.out) / 'report.json'}")
     return 0
@@ -80,8 +80,13 @@ def cmd_diagnostics(args) -> int:
 def cmd_demo(args) -> int:
     from gps_denied_nav.replay.demo import run_demo
 
-    report = run_demo(Path(args.out), seed=args.seed, rate=args.rate, duration_s=args.duration_s, force=args.force)
+    report = run_demo(Path(args.out), seed=args.seed, rate=args.rate, duration_s=args.duration_s, force=args.force,
+                      domain_id=args.domain_id)
     return 0 if report["pass"] else 1
+
+
+DOMAIN_HELP = ("DDS domain of the replayed graph (default: a private random one, so a replay never mixes with a "
+               "live graph; set it to watch the replay in rviz with the same ROS_DOMAIN_ID)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     p.add_argument("--params", help="params YAML (default: the package's params/gps_denied_nav.yaml)")
     p.add_argument("--record-debug-images", action="store_true")
+    p.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("diagnostics", help="the last /diagnostics status of every node in a recorded bag")
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--duration-s", type=float, default=90.0)
     p.add_argument("--force", action="store_true", help="regenerate world, clip and corpus")
+    p.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -4,7 +4,7 @@ import pytest
 
 from gps_denied_nav.core.camera import (R_BODY_CAM_NADIR, CameraIntrinsics, ground_to_image_homography,
                                         intersect_ground, pixel_rays_world, project_points)
-from gps_denied_nav.core.geodesy import LocalTangentPlane, ecef_to_geodetic, geodetic_to_ecef
+from gps_denied_nav.core.geodesy import LocalTangentPlane, ecef_to_geodetic, frame_from_known_point, geodetic_to_ecef
 from gps_denied_nav.core.rotations import (euler_from_quat, quat_from_euler, quat_from_rotvec,
                                            quat_multiply, quat_to_rotmat, rotmat_to_quat, rotvec_from_quat)
 
@@ -24,6 +24,18 @@ def test_enu_round_trip_and_scale():
     pts = np.array([[1500.0, -2300.0, 120.0], [-10.0, 5.0, -3.0]])
     lat, lon, alt = ltp.to_geodetic(pts)
     np.testing.assert_allclose(ltp.to_enu(lat, lon, alt), pts, atol=1e-4)
+
+
+def test_frame_from_a_known_point_recovers_the_origin():
+    ltp = LocalTangentPlane(47.3977, 8.5456, 400.0)
+    for offset_m in ([30.0, -20.0, 5.0], [2500.0, -1800.0, 150.0], [-9000.0, 7000.0, -50.0]):
+        lat, lon, alt = ltp.to_geodetic(offset_m)
+        frame = frame_from_known_point(lat, lon, alt, offset_m)
+        np.testing.assert_allclose(frame.to_enu(*ltp.to_geodetic([0.0, 0.0, 0.0])), 0.0, atol=1e-4)
+        np.testing.assert_allclose(frame.to_enu(lat, lon, alt), offset_m, atol=1e-4)
+    # One step along the point's own axes (no refinement) is off by ~27 m at 11 km: the planes' tilt matters.
+    coarse = frame_from_known_point(lat, lon, alt, offset_m, iterations=0)
+    assert np.linalg.norm(coarse.to_enu(lat, lon, alt) - offset_m) > 10.0
 
 
 def test_quaternion_conventions():

@@ -139,6 +139,10 @@ def test_empty_inputs_give_nulls_in_strict_json(with_truth):
                 "latency_ms_p50", "latency_ms_p95", "time_gnss_denied_s"):
         assert doc[key] is None, key
     assert (doc["enu_origin"] is not None) == with_truth
+    for key in ("velocity_rmse_mps", "nees_velocity_mean", "attitude_tilt_rmse_deg", "yaw_rmse_deg",
+                "nees_attitude_mean", "nees_position_3d_mean"):
+        assert doc[key] is None, key  # no odometry given: the state scores are null
+    assert doc["state_scoring"]["samples"] == 0
 
 
 def test_plots_write_png_files(tmp_path):

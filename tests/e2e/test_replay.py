@@ -6,6 +6,7 @@ the four nodes up over their services -> bag played over DDS with /clock -> outp
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from rosbags.highlevel import AnyReader
@@ -44,6 +45,16 @@ def test_replay_through_the_whole_graph(short_clip, small_corpus, tmp_path):
     assert report["fix_rate"] >= 0.5, report
     assert report["rmse_m"] <= 10.0, report
     assert report["visual_fix_rmse_m"] <= 5.0, report
+    # The filter's odometry against /ground_truth/odom, in the filter's own map frame: the 3-D position
+    # error must agree with the fix-based horizontal and vertical ones (same estimates, other path and frame).
+    state = saved["state_scoring"]
+    assert state["samples"] == pytest.approx(saved["scored_samples"], abs=5), state
+    assert state["position_3d_rmse_m"] == pytest.approx(math.hypot(report["rmse_m"], report["vertical_rmse_m"]),
+                                                        rel=0.2, abs=0.05), state
+    assert saved["velocity_rmse_mps"] <= 1.0 and saved["attitude_tilt_rmse_deg"] <= 3.0, state
+    assert saved["yaw_rmse_deg"] <= 5.0, state
+    for key in ("nees_velocity_mean", "nees_attitude_mean", "nees_position_3d_mean"):
+        assert saved[key] > 0.0, state
     assert (out / "trajectory.png").stat().st_size > 10_000
     assert (out / "error_over_time.png").stat().st_size > 10_000
     with AnyReader([out / "outputs.mcap"], default_typestore=typestore()) as reader:

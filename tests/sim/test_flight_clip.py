@@ -2,13 +2,14 @@
 sensor rates and counts, frames and conventions, stamps, and image bytes equal to the rendered frames."""
 import numpy as np
 import pytest
-from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m
 from gps_denied_nav.core.map_raster import load_geotiff
 from gps_denied_nav.core.rotations import quat_to_rotmat_batch
-from gps_denied_nav.sim.clip import (CLIP_EPOCH_NS, TOPIC_TYPES, clip_typestore, read_clip, read_ground_truth,
-                                     write_clip)
+from gps_denied_nav.core.report_state import StateTrack, state_error_series, truth_odometry_frame
+from gps_denied_nav.sim.clip import (CLIP_EPOCH_NS, TOPIC_TYPES, _Messages, clip_typestore, read_clip,
+                                     read_ground_truth, read_ground_truth_odom, write_clip)
 from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
 
 
@@ -99,3 +100,37 @@ def test_ground_truth_reads_back(flight, clip):
     lin = odom[3].twist.twist.linear
     np.testing.assert_allclose([lin.x, lin.y, lin.z], v_body, atol=1e-9)
     assert lin.x > 11.0  # forward flight, body frame
+
+
+def test_ground_truth_odom_reads_back_in_the_world_frame(flight, clip):
+    raster, f = flight
+    t_s, pos_enu_m, q_world_body, vel_world_mps = read_ground_truth_odom(clip)
+    truth = f.truth_imu
+    np.testing.assert_allclose(t_s - CLIP_EPOCH_NS * 1e-9, truth.t_s[::10], atol=1e-6)
+    np.testing.assert_allclose(pos_enu_m, truth.pos_enu_m[::10])
+    np.testing.assert_allclose(q_world_body, truth.q_world_body[::10])
+    np.testing.assert_allclose(vel_world_mps, truth.vel_enu_mps[::10], atol=1e-9)  # body twist rotated back
+    # The odometry carries no origin; the fix at the same stamp recovers the raster's frame.
+    fix_t, lat, lon, alt = read_ground_truth(clip)
+    frame = truth_odometry_frame(fix_t, lat, lon, alt, t_s, pos_enu_m)
+    np.testing.assert_allclose(frame.to_enu(lat, lon, alt), pos_enu_m, atol=1e-3)
+    assert frame.origin_lat_deg == pytest.approx(raster.frame.origin_lat_deg, abs=1e-9)
+    # Scored against the simulator's own truth in the raster's frame, the clip's truth has no error.
+    exact = StateTrack.from_arrays(raster.frame, t_s, truth.pos_enu_m[::10], truth.q_world_body[::10],
+                                   truth.vel_enu_mps[::10])
+    series = state_error_series(StateTrack.from_arrays(frame, t_s, pos_enu_m, q_world_body, vel_world_mps), exact)
+    assert series.t_s.size == t_s.size
+    assert max(np.abs(series.pos_m).max(), np.abs(series.vel_mps).max(), np.abs(series.att_rad).max()) < 1e-6
+
+
+def test_truth_readers_give_empty_arrays_for_a_bag_without_truth(tmp_path):
+    store = clip_typestore()
+    writer = Writer(tmp_path / "no_truth", version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    conn = writer.add_connection("/gnss/fix", "sensor_msgs/msg/NavSatFix", typestore=store)
+    m = _Messages(store)
+    writer.write(conn, CLIP_EPOCH_NS, m.serialize(m.navsatfix(CLIP_EPOCH_NS, 60.0, 22.0, 30.0)))
+    writer.close()
+    t_s, pos_enu_m, q_world_body, vel_world_mps = read_ground_truth_odom(tmp_path / "no_truth")
+    assert (t_s.shape, pos_enu_m.shape, q_world_body.shape, vel_world_mps.shape) == ((0,), (0, 3), (0, 4), (0, 3))
+    assert read_ground_truth(tmp_path / "no_truth")[0].shape == (0,)

@@ -25,6 +25,7 @@ from gps_denied_nav.core import eskf_measurements as models
 from gps_denied_nav.core.eskf_diagnostics import (DiagnosticsLog, EskfDiagnostics, InnovationRecord,
                                                   MeasurementKind, ReinitReason, UpdateOutcome, UpdateStatus)
 from gps_denied_nav.core.eskf_history import PositionReset, TimedEvent
+from gps_denied_nav.core.eskf_reset import apply_reset
 from gps_denied_nav.core.eskf_propagation import GRAVITY_ENU_MPS2, ProcessNoise
 from gps_denied_nav.core.eskf_state import (E_ACCEL_BIAS, E_ATT, E_BARO, E_GYRO_BIAS, E_POS, E_VEL,
                                             ERROR_DIM, X_POS, NominalState, StateEstimate, align_roll_pitch,
@@ -121,11 +122,7 @@ class ErrorStateKalmanFilter:
     def _fuse(self, x, P, event: TimedEvent, record: bool):
         """Correction step handed to the timeline: gate + Joseph update, or a position reset."""
         if event.reset is not None:
-            x, P = x.copy(), P.copy()
-            x[X_POS] = event.reset.pos_enu_m
-            P[E_POS, :] = 0.0
-            P[:, E_POS] = 0.0
-            P[E_POS, E_POS] = event.reset.cov_enu_m2
+            x, P = apply_reset(x, P, event.reset)
             outcome = UpdateOutcome(event.kind, event.stamp_s, UpdateStatus.ACCEPTED)
             if record:
                 self._diag.record(outcome, None)
@@ -201,12 +198,19 @@ class ErrorStateKalmanFilter:
                                   cov_enu_m2ps2=np.eye(3) * sigma_mps**2)
         return self.update_at(stamp_s, MeasurementKind.ZERO_VELOCITY, model)
 
-    def reinitialize_position(self, stamp_s: float, pos_enu_m, cov_enu_m2) -> UpdateOutcome:
+    def reinitialize_position(self, stamp_s: float, pos_enu_m, cov_enu_m2, *, yaw_rad: float | None = None,
+                              yaw_var_rad2: float = 0.0, vel_sigma_mps: float | None = None,
+                              tilt_sigma_rad: float = 0.05) -> UpdateOutcome:
         """Accept a confident fix without gating (after a global re-localisation): the position and
-        its covariance are replaced at ``stamp_s`` and their correlations dropped; velocity, attitude
-        and biases keep their estimates. Clears the consecutive-rejection count. Like any fix it is
-        refused (TOO_OLD) when stamped before the history window."""
-        reset = PositionReset(np.asarray(pos_enu_m, float).reshape(3), np.asarray(cov_enu_m2, float).reshape(3, 3))
+        its covariance are replaced at ``stamp_s`` and their correlations dropped. With ``yaw_rad`` the
+        heading is replaced too (the velocity turns with it) and roll/pitch get ``tilt_sigma_rad``; with
+        ``vel_sigma_mps`` the velocity keeps its estimate but that uncertainty: a filter that diverged has
+        wrong velocity and attitude as well, and a position alone would be rejected again at the next fix.
+        Biases are kept. Clears the consecutive-rejection count. Like any fix it is refused (TOO_OLD) when
+        stamped before the history window."""
+        reset = PositionReset(np.asarray(pos_enu_m, float).reshape(3), np.asarray(cov_enu_m2, float).reshape(3, 3),
+                              None if yaw_rad is None else float(yaw_rad), float(yaw_var_rad2),
+                              None if vel_sigma_mps is None else float(vel_sigma_mps), float(tilt_sigma_rad))
         return self.update_at(stamp_s, MeasurementKind.POSITION_RESET, reset=reset, gated=False)
 
     # ------------------------------------------------------------------ outputs

@@ -23,10 +23,15 @@ from gps_denied_nav.core.eskf_state import ERROR_DIM, NOMINAL_DIM, NominalState
 
 @dataclass(frozen=True)
 class PositionReset:
-    """Replace the position and its covariance block, dropping its correlations (no gating)."""
+    """Replace the position and its covariance block, dropping its correlations (no gating); optionally
+    also the heading (turning the velocity with it) and loosen the velocity and tilt (see eskf_reset)."""
 
     pos_enu_m: np.ndarray
     cov_enu_m2: np.ndarray
+    yaw_rad: float | None = None        # None: keep the attitude
+    yaw_var_rad2: float = 0.0
+    vel_sigma_mps: float | None = None  # None: keep the velocity covariance
+    tilt_sigma_rad: float = 0.05        # roll/pitch 1σ when the heading is replaced
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ extrapolated, never across a ground-truth gap), because that is where the estima
 known, which the NEES consistency check needs. Estimates are first thinned to at most ``score_rate_hz``
 so that the metrics do not depend on how often the filter happened to publish. When ``gnss_lost_s`` is
 given, the headline metrics cover only the GNSS-denied part (stamps >= ``gnss_lost_s``); the whole flight
-is reported alongside.
+is reported alongside. Given ground-truth and filter odometry, the filter's velocity, attitude and 3-D
+position are scored too (``report_state``), over the same window and at the same stamps.
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.report_state import StateErrorSeries, StateErrorStats, StateTrack, state_error_series
+from gps_denied_nav.core.score_times import DEFAULT_MAX_GT_GAP_S, covered_by_truth, thin_to_rate
 
 DEFAULT_SCORE_RATE_HZ = 10.0
-DEFAULT_MAX_GT_GAP_S = 1.0
 CHI2_2DOF_95 = 5.991464547107979  # 95 % quantile of chi-square with 2 degrees of freedom
 
 
@@ -143,17 +145,6 @@ class ErrorStats:
         )
 
 
-def thin_to_rate(t_s: np.ndarray, rate_hz: float | None) -> np.ndarray:
-    """Indices [K] of the first sample in each 1/rate_hz bin of sorted stamps t_s [N] (all if rate_hz is None)."""
-    t_s = np.asarray(t_s, dtype=float)
-    if rate_hz is None or t_s.size == 0:
-        return np.arange(t_s.size)
-    # Bins centred on multiples of the period: samples published at exactly rate_hz each keep their own
-    # bin despite floating-point jitter in the stamps.
-    bins = np.floor((t_s - t_s[0]) * rate_hz + 0.5)
-    return np.unique(bins, return_index=True)[1]
-
-
 def error_series(truth: GeoTrack, track: GeoTrack, frame: LocalTangentPlane,
                  score_rate_hz: float | None = None,
                  max_gt_gap_s: float = DEFAULT_MAX_GT_GAP_S) -> ErrorSeries:
@@ -167,10 +158,7 @@ def error_series(truth: GeoTrack, track: GeoTrack, frame: LocalTangentPlane,
     keep = thin_to_rate(track.t_s, score_rate_hz)
     t = track.t_s[keep]
     gt_t = truth.t_s
-    hi = np.clip(np.searchsorted(gt_t, t, side="left"), 0, gt_t.size - 1)
-    lo = np.clip(hi - 1, 0, gt_t.size - 1)
-    exact = gt_t[hi] == t
-    inside = (t >= gt_t[0]) & (t <= gt_t[-1]) & (exact | (gt_t[hi] - gt_t[lo] <= max_gt_gap_s))
+    inside = covered_by_truth(gt_t, t, max_gt_gap_s)
     keep, t = keep[inside], t[inside]
     if t.size == 0:
         return ErrorSeries.empty()
@@ -217,7 +205,8 @@ class ReplayReport:
     gives the headline rmse_m/cep50_m/cep95_m/max_error_m of report.json.
 
     fix_rate = fixes_accepted / frames; latencies are image stamp -> fix published, in ms; wall_s is the
-    replay's wall-clock duration; time_gnss_denied_s runs from gnss_lost_s to the last estimate.
+    replay's wall-clock duration; time_gnss_denied_s runs from gnss_lost_s to the last estimate. ``state``
+    (over the scored window) and ``state_whole_flight`` score the filter's odometry: all NaN without it.
     """
 
     frames: int
@@ -235,10 +224,12 @@ class ReplayReport:
     time_gnss_denied_s: float | None
     score_rate_hz: float | None
     enu_origin: LocalTangentPlane | None
+    state: StateErrorStats = StateErrorStats.empty()  # velocity/attitude/3-D position over the scored window
+    state_whole_flight: StateErrorStats = StateErrorStats.empty()
 
     def to_json_dict(self) -> dict:
         """The report.json object: contract keys first, then extras; NaN/inf become null (strict JSON)."""
-        s = self.scored
+        s, st = self.scored, self.state
         origin = None if self.enu_origin is None else {
             "lat_deg": self.enu_origin.origin_lat_deg, "lon_deg": self.enu_origin.origin_lon_deg,
             "alt_m": self.enu_origin.origin_alt_m}
@@ -257,19 +248,26 @@ class ReplayReport:
             "enu_origin": origin,
             "whole_flight": asdict(self.whole_flight),
             "visual_fixes": asdict(self.visual_fixes),
+            "velocity_rmse_mps": st.velocity_rmse_mps, "velocity_horizontal_rmse_mps": st.velocity_horizontal_rmse_mps,
+            "nees_velocity_mean": st.nees_velocity_mean, "attitude_tilt_rmse_deg": st.attitude_tilt_rmse_deg,
+            "yaw_rmse_deg": st.yaw_rmse_deg, "nees_attitude_mean": st.nees_attitude_mean,
+            "nees_position_3d_mean": st.nees_position_3d_mean,
+            "state_scoring": {**asdict(st), "whole_flight": asdict(self.state_whole_flight)},
         })
 
 
 def score_replay(ground_truth: GeoTrack, estimates: GeoTrack, fixes: GeoTrack, frames: int, wall_s: float,
                  image_stamp_s=(), published_s=(), gnss_lost_s: float | None = None,
                  score_rate_hz: float | None = DEFAULT_SCORE_RATE_HZ,
-                 max_gt_gap_s: float = DEFAULT_MAX_GT_GAP_S) -> ReplayReport:
+                 max_gt_gap_s: float = DEFAULT_MAX_GT_GAP_S, truth_states: StateTrack | None = None,
+                 estimate_states: StateTrack | None = None) -> ReplayReport:
     """Score a replay. Any track may be empty; the metrics it feeds are then NaN (null in JSON).
 
     image_stamp_s [L] / published_s [L]: per latency record (one per published fix), the image's exposure
     stamp and the time the fix was published, on one clock (sim time in a replay). Visual fixes are scored
     over the whole flight, each at its own stamp (they do not depend on GNSS). The ENU origin is the first
-    ground-truth sample.
+    ground-truth sample. truth_states (ground-truth odometry) and estimate_states (the filter's odometry, with
+    covariances) add the velocity/attitude/3-D position scores; without either they are NaN.
     """
     if len(ground_truth):
         alt0 = ground_truth.alt_m[0] if np.isfinite(ground_truth.alt_m[0]) else 0.0
@@ -280,6 +278,10 @@ def score_replay(ground_truth: GeoTrack, estimates: GeoTrack, fixes: GeoTrack, f
         frame = None
         whole = fix_series = ErrorSeries.empty()
     scored = whole if gnss_lost_s is None else whole.subset(whole.t_s >= gnss_lost_s)
+    state_whole = StateErrorSeries.empty()
+    if truth_states is not None and estimate_states is not None:
+        state_whole = state_error_series(truth_states, estimate_states, score_rate_hz, max_gt_gap_s)
+    state_scored = state_whole if gnss_lost_s is None else state_whole.subset(state_whole.t_s >= gnss_lost_s)
     image_stamp_s, published_s = np.asarray(image_stamp_s, dtype=float), np.asarray(published_s, dtype=float)
     if image_stamp_s.shape != published_s.shape:
         raise ValueError(f"latency records differ in length: {image_stamp_s.shape} vs {published_s.shape}")
@@ -296,4 +298,5 @@ def score_replay(ground_truth: GeoTrack, estimates: GeoTrack, fixes: GeoTrack, f
         latency_ms_p50=float(p50), latency_ms_p95=float(p95), latency_ms_max=float(p100),
         latency_samples=int(latency_ms.size), wall_s=float(wall_s),
         gnss_lost_s=None if gnss_lost_s is None else float(gnss_lost_s), time_gnss_denied_s=denied_s,
-        score_rate_hz=score_rate_hz, enu_origin=frame)
+        score_rate_hz=score_rate_hz, enu_origin=frame, state=StateErrorStats.from_series(state_scored),
+        state_whole_flight=StateErrorStats.from_series(state_whole))

@@ -167,6 +167,17 @@ def quat_from_rotvec_batch(theta: np.ndarray) -> np.ndarray:
     return out
 
 
+def rotvec_from_quat_batch(q: np.ndarray) -> np.ndarray:
+    """Unit quaternions [..., 4] -> rotation vectors [..., 3] (rad), shortest path (vectorised `rotvec_from_quat`)."""
+    q = np.asarray(q, dtype=float)
+    q = q * np.where(q[..., :1] < 0.0, -1.0, 1.0)
+    sin_half = np.linalg.norm(q[..., 1:], axis=-1)
+    angle = 2.0 * np.arctan2(sin_half, q[..., 0])
+    # angle / sin(angle/2) -> 2 for tiny angles, where the division would lose precision.
+    scale = np.where(sin_half < 1e-12, 2.0, angle / np.maximum(sin_half, 1e-300))
+    return scale[..., None] * q[..., 1:]
+
+
 def quat_to_rotmat_batch(q: np.ndarray) -> np.ndarray:
     """Unit quaternions [..., 4] -> rotation matrices [..., 3, 3] (Solà eq. 115, vectorised)."""
     q = np.asarray(q, dtype=float)

@@ -24,6 +24,8 @@ from gps_denied_nav.core.eskf import EskfConfig, ErrorStateKalmanFilter
 from gps_denied_nav.core.eskf_diagnostics import UpdateStatus
 from gps_denied_nav.core.eskf_propagation import ProcessNoise
 from gps_denied_nav.core.eskf_state import StateEstimate, align_roll_pitch
+from gps_denied_nav.core.eskf_alignment import G_MPS2, align_in_flight, chord_to_current, turn_rate_radps
+from gps_denied_nav.core.imu_gaps import ImuGapMonitor
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.rotations import quat_from_euler
 from gps_denied_nav.nodes import names
@@ -60,6 +62,8 @@ class EskfParams:
     gnss_default_sigma_m: float = 3.0  # used when a GNSS fix carries no covariance
     init_min_speed_mps: float = 2.0  # GNSS course is taken as the initial yaw above this speed
     reinit_min_inliers: int = 60  # a visual fix this strong re-initialises the position when lost
+    reinit_velocity_sigma_mps: float = 5.0  # velocity 1σ after a re-initialisation (its value is kept)
+    reinit_tilt_sigma_rad: float = 0.1  # roll/pitch 1σ after a re-initialisation (heading from the fix)
     publish_tf: bool = True  # map -> base_link on /tf (when tf2_ros is installed)
 
 
@@ -81,8 +85,10 @@ class EskfNode(StageNode):
         origin_given = all(math.isfinite(v) for v in (p.origin_lat_deg, p.origin_lon_deg, p.origin_alt_m))
         self.frame = LocalTangentPlane(p.origin_lat_deg, p.origin_lon_deg, p.origin_alt_m) if origin_given else None
         self.gnss_fixes: deque = deque(maxlen=50)  # (stamp_s, pos_enu_m, cov) waiting for initialisation
-        self.accel_window: deque = deque(maxlen=200)
+        self.accel_window: deque = deque(maxlen=200)  # specific force and body rate before initialisation
+        self.gyro_window: deque = deque(maxlen=200)
         self.last_imu_s = -math.inf
+        self.imu_gaps = ImuGapMonitor()
         self.last_publish_s = -math.inf
         self.last_gyro = np.zeros(3)
         self.status.add_source(self._filter_diagnostics)
@@ -129,16 +135,22 @@ class EskfNode(StageNode):
             return
         self.last_imu_s = stamp_s
         self.status.count("imu_received")
+        self.imu_gaps.add(stamp_s)
         accel, gyro = np.array([a.x, a.y, a.z]), np.array([w.x, w.y, w.z])
         self.last_gyro = gyro
         if not self.filter.initialized:
             self.accel_window.append(accel)
+            self.gyro_window.append(gyro)
             return
         if stamp_s <= self.filter.stamp_s:
             return  # before the initialisation stamp
         self.filter.propagate(stamp_s, accel, gyro)
-        if stamp_s - self.last_publish_s >= 1.0 / self.params.publish_rate_hz - 1e-6:
-            self.last_publish_s = stamp_s
+        period_s = 1.0 / self.params.publish_rate_hz
+        if stamp_s - self.last_publish_s >= period_s - 1e-6:
+            # Keep the schedule, not the sample: restarting it at each publishing sample stretches every
+            # period by up to one IMU interval (43-48 Hz instead of 50 with a 400 Hz IMU).
+            behind = stamp_s - self.last_publish_s >= 2.0 * period_s
+            self.last_publish_s = stamp_s if behind else self.last_publish_s + period_s
             self._publish()
 
     def _on_gnss(self, msg: NavSatFix) -> None:
@@ -183,13 +195,16 @@ class EskfNode(StageNode):
         pos = self.frame.to_enu(msg.latitude_deg, msg.longitude_deg, msg.altitude_m)
         if not self.filter.initialized:
             # No GNSS ever: position and heading from the fix, velocity unknown (any UAV airspeed).
-            self._initialize(stamp_s, pos, np.zeros(3), msg.heading_rad, vel_sigma_mps=15.0,
+            self._initialize(stamp_s, pos, None, msg.heading_rad, vel_sigma_mps=15.0,
                              pos_sigma_m=float(np.sqrt(np.max(np.linalg.eigvalsh(cov)))))
             return
         if self.filter.needs_reinit and msg.inliers >= self.params.reinit_min_inliers:
             self.get_logger().warning(f"re-initialising position from a {msg.inliers}-inlier visual fix "
                                       f"({self.filter.reinit_reason.value})")
-            self._log_outcome(self.filter.reinitialize_position(stamp_s, pos, cov))
+            # Heading from the fix, velocity and tilt loosened: divergence has spoilt them too.
+            self._log_outcome(self.filter.reinitialize_position(
+                stamp_s, pos, cov, yaw_rad=msg.heading_rad, yaw_var_rad2=msg.heading_variance_rad2,
+                vel_sigma_mps=self.params.reinit_velocity_sigma_mps, tilt_sigma_rad=self.params.reinit_tilt_sigma_rad))
             return
         self._log_outcome(self.filter.update_visual_fix(stamp_s, pos, cov, msg.heading_rad, msg.heading_variance_rad2))
 
@@ -213,16 +228,32 @@ class EskfNode(StageNode):
             return
         sigma_m = math.sqrt(max(np.trace(cov1[:2, :2]) / 2.0, 0.25))
         self._initialize(t1, p1, vel, math.atan2(vel[1], vel[0]), pos_sigma_m=sigma_m,
-                         vel_sigma_mps=max(2.0 * sigma_m / INIT_BASELINE_S, 0.5))
+                         vel_sigma_mps=max(2.0 * sigma_m / INIT_BASELINE_S, 0.5), chord_s=t1 - t0)
 
     def _initialize(self, stamp_s: float, pos, vel, yaw_rad: float, pos_sigma_m: float = 5.0,
-                    vel_sigma_mps: float = 1.5) -> None:
-        roll, pitch = align_roll_pitch(np.array(self.accel_window)) if len(self.accel_window) >= 20 else (0.0, 0.0)
-        # Roll/pitch from a mean specific force are biased by manoeuvres; yaw from course by crab angle.
-        self.filter.initialize(stamp_s, pos, vel, quat_from_euler(roll, pitch, yaw_rad), pos_sigma_m=pos_sigma_m,
-                               vel_sigma_mps=vel_sigma_mps, att_sigma_rad=(0.05, 0.05, 0.2))
+                    vel_sigma_mps: float = 1.5, chord_s: float = 0.0) -> None:
+        """Start the filter; ``vel`` is the GNSS chord over the last ``chord_s`` seconds, or None (unknown)."""
+        tilt_sigma_rad = 0.05  # 3°: unmodelled along-track acceleration up to ~0.5 m/s², accel bias
+        if len(self.accel_window) < 20:
+            roll = pitch = 0.0
+        elif vel is None:
+            f_body, omega = np.mean(self.accel_window, axis=0), np.mean(self.gyro_window, axis=0)
+            roll, pitch = align_roll_pitch(f_body[None])
+            # Speed unknown: a turn at this rate may be banked as steeply as any speed within 1σ makes it.
+            tilt_sigma_rad = max(tilt_sigma_rad, math.atan(vel_sigma_mps * float(np.linalg.norm(omega)) / G_MPS2))
+        else:
+            # In flight: the manoeuvre's acceleration is modelled (coordinated turn), and the chord's
+            # course and velocity are turned forward to the newest fix (core.eskf_alignment).
+            f_body, omega = np.mean(self.accel_window, axis=0), np.mean(self.gyro_window, axis=0)
+            roll, pitch = align_in_flight(f_body, omega, vel, yaw_rad)
+            vel, yaw_rad = chord_to_current(vel, turn_rate_radps(omega, roll, pitch), chord_s)
+            roll, pitch = align_in_flight(f_body, omega, vel, yaw_rad)
+        self.filter.initialize(stamp_s, pos, np.zeros(3) if vel is None else vel,
+                               quat_from_euler(roll, pitch, yaw_rad), pos_sigma_m=pos_sigma_m,
+                               vel_sigma_mps=vel_sigma_mps, att_sigma_rad=(tilt_sigma_rad, tilt_sigma_rad, 0.2))
         self.get_logger().info(f"filter initialised at {stamp_s:.2f} s: roll {math.degrees(roll):.1f}, "
-                               f"pitch {math.degrees(pitch):.1f}, yaw {math.degrees(yaw_rad):.1f} deg")
+                               f"pitch {math.degrees(pitch):.1f}, yaw {math.degrees(yaw_rad):.1f} deg "
+                               f"(tilt 1σ {math.degrees(tilt_sigma_rad):.1f} deg)")
 
     def _log_outcome(self, outcome) -> None:
         """Accept/reject counts come from the filter (a deferred update is decided later); log rejections."""
@@ -246,7 +277,9 @@ class EskfNode(StageNode):
         values = {"filter": "lost: " + d.reinit_reason.value if d.needs_reinit else "tracking",
                   "position_sigma_m": math.sqrt(max(d.position_cov_trace_m2, 0.0)),
                   "consecutive_visual_rejections": d.consecutive_visual_rejections,
-                  "imu_samples_dropped_by_filter": d.imu_samples_dropped}
+                  "imu_samples_dropped_by_filter": d.imu_samples_dropped,
+                  "imu_gaps": self.imu_gaps.gaps, "imu_samples_missing": self.imu_gaps.samples_missing,
+                  "imu_max_gap_ms": 1e3 * self.imu_gaps.max_gap_s}
         for kind, counters in d.counters.items():
             values[f"{kind.value}_accepted"] = counters.accepted
             values[f"{kind.value}_rejected"] = counters.rejected

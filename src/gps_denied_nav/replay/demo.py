@@ -10,7 +10,8 @@ FIX_RATE_MIN = 0.5
 RMSE_MAX_M = 10.0
 
 
-def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90.0, force: bool = False) -> dict:
+def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90.0, force: bool = False,
+             domain_id: int | None = None) -> dict:
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
     from gps_denied_nav.core.map_raster import load_geotiff
     from gps_denied_nav.replay.session import print_progress, replay
@@ -43,7 +44,7 @@ def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90
     stamp_file.write_text(json.dumps(inputs))
     prepare_s = time.monotonic() - t0
     print(f"[demo] replaying {clip} at rate {rate}")
-    report = replay(clip, corpus, out / "replay", rate=rate).to_json_dict()
+    report = replay(clip, corpus, out / "replay", rate=rate, domain_id=domain_id).to_json_dict()
     ok = (report["fix_rate"] or 0.0) >= FIX_RATE_MIN and (report["rmse_m"] or float("inf")) <= RMSE_MAX_M
     report["pass"] = ok
     print(f"[demo] preparation {prepare_s:.1f} s, replay {report['wall_s']:.1f} s")

@@ -6,6 +6,8 @@ exactly as it does when ``ros2 launch`` starts them as separate processes.
 """
 from __future__ import annotations
 
+import os
+import random
 import threading
 import time
 from pathlib import Path
@@ -26,6 +28,17 @@ def ros_args(params_file: str | Path | None, overrides: dict[str, object] | None
     return args
 
 
+def private_domain_id() -> int:
+    """A random DDS domain in 1..101 (the range ROS 2 recommends on Linux) other than ROS_DOMAIN_ID's.
+
+    A replay hosts the whole graph, publishing /gps_denied_nav/fix like the live one: on the shared
+    domain it would feed a running autopilot bridge, and a live IMU would feed the replayed filter (a
+    replay run beside a benchmark on domain 0 was seen re-initialising on the benchmark's fixes).
+    """
+    live = os.environ.get("ROS_DOMAIN_ID", "0")
+    return random.choice([d for d in range(1, 102) if str(d) != live])
+
+
 class GraphHost:
     """Creates the nodes, spins each on an executor and thread of its own, brings them up and down.
 
@@ -34,14 +47,16 @@ class GraphHost:
     subscriptions) saturated a core at the IMU rate here; per node, the filter's executor scans ~25.
     """
 
-    def __init__(self, params_file: str | Path | None, overrides: dict[str, object] | None = None):
+    def __init__(self, params_file: str | Path | None, overrides: dict[str, object] | None = None,
+                 domain_id: int | None = None):
+        """``domain_id``: the DDS domain of the hosted graph (None: ROS_DOMAIN_ID, as any ROS 2 process)."""
         from gps_denied_nav.nodes.eskf_node import EskfNode
         from gps_denied_nav.nodes.inference_node import InferenceNode
         from gps_denied_nav.nodes.lifecycle_manager import LifecycleManager
         from gps_denied_nav.nodes.matching_node import MatchingNode
         from gps_denied_nav.nodes.retrieval_node import RetrievalNode
 
-        rclpy.init(args=ros_args(params_file, overrides))
+        rclpy.init(args=ros_args(params_file, overrides), domain_id=domain_id)
         self.graph_nodes = [EskfNode(), InferenceNode(), RetrievalNode(), MatchingNode()]
         self.manager = LifecycleManager()
         self._executors: list[tuple[Node, SingleThreadedExecutor]] = []

@@ -1,8 +1,10 @@
 """Records the graph's output topics into an MCAP bag and keeps the figures the report needs.
 
 Subscriptions take raw CDR bytes (``raw=True``) so recording costs no deserialisation; only the
-topics the report scores are decoded. Bag timestamps are the receive time on the node's clock (the
-replayed /clock), as ``ros2 bag record`` would write them, so latency = receive time - header stamp.
+topics the report scores are decoded, and the 50 Hz odometry only into plain lists (its frame rotations
+are done in one numpy batch when the report asks for them). Bag timestamps are the receive time on the
+node's clock (the replayed /clock), as ``ros2 bag record`` would write them, so latency = receive time -
+header stamp.
 """
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.report_state import StateTrack
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import stamp_to_s
 from gps_denied_nav.replay.bag_types import typestore
@@ -33,7 +38,8 @@ OUTPUT_TOPICS = {
 
 @dataclass
 class RecordedSeries:
-    """Decoded outputs for scoring: fused fixes and accepted visual fixes with their receive times."""
+    """Decoded outputs for scoring: fused fixes, accepted visual fixes with their receive times, the filter's
+    odometry (in the map frame, twist in base_link) and the map frame's origin (lat_deg, lon_deg, alt_m)."""
 
     fix_t_s: list = field(default_factory=list)
     fix_lat_lon_alt: list = field(default_factory=list)
@@ -42,6 +48,22 @@ class RecordedSeries:
     visual_received_s: list = field(default_factory=list)
     visual_lat_lon_alt: list = field(default_factory=list)
     visual_cov_en_m2: list = field(default_factory=list)
+    odom_t_s: list = field(default_factory=list)
+    odom_pos_q_vel: list = field(default_factory=list)  # (x, y, z, qw, qx, qy, qz, vx, vy, vz), twist in body
+    odom_pose_cov: list = field(default_factory=list)  # [36] row-major 6x6: position, then world-frame angle
+    odom_twist_cov: list = field(default_factory=list)  # [36] row-major 6x6: body-frame velocity first
+    map_origin: tuple | None = None
+
+    def odometry_states(self) -> StateTrack | None:
+        """The filter's states in its map frame, velocity rotated into the world, or None without odometry
+        or without the map origin that anchors it."""
+        if not self.odom_t_s or self.map_origin is None:
+            return None
+        a = np.array(self.odom_pos_q_vel, dtype=float)
+        pose_cov = np.array(self.odom_pose_cov, dtype=float).reshape(-1, 6, 6)
+        twist_cov = np.array(self.odom_twist_cov, dtype=float).reshape(-1, 6, 6)
+        return StateTrack.from_body_twist(LocalTangentPlane(*self.map_origin), self.odom_t_s, a[:, 0:3], a[:, 3:7],
+                                          a[:, 7:10], pose_cov[:, :3, :3], twist_cov[:, :3, :3], pose_cov[:, 3:, 3:])
 
 
 class OutputRecorder:
@@ -56,11 +78,18 @@ class OutputRecorder:
         self._writer = Writer(Path(bag_path), version=9, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._conns = {t: self._writer.add_connection(t, m, typestore=typestore()) for t, m in topics.items()}
-        self._subs = [node.create_subscription(message_class(m), t, self._callback(t), QoSProfile(depth=200), raw=True)
+        self._subs = [node.create_subscription(message_class(m), t, self._callback(t), self._qos(t), raw=True)
                       for t, m in topics.items()]
 
+    @staticmethod
+    def _qos(topic: str) -> QoSProfile:
+        if topic == names.MAP_ORIGIN:  # latched by the filter: a late subscriber still gets it
+            return QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        return QoSProfile(depth=200)
+
     def _callback(self, topic: str):
-        decode = {names.FIX: self._on_fix, names.VISUAL_FIX: self._on_visual_fix}.get(topic)
+        decode = {names.FIX: self._on_fix, names.VISUAL_FIX: self._on_visual_fix, names.ODOMETRY: self._on_odometry,
+                  names.MAP_ORIGIN: self._on_map_origin}.get(topic)
 
         def on_raw(raw: bytes) -> None:
             now_ns = self._node.get_clock().now().nanoseconds
@@ -89,6 +118,19 @@ class OutputRecorder:
         s.visual_lat_lon_alt.append((msg.latitude_deg, msg.longitude_deg, msg.altitude_m))
         c = msg.position_covariance_enu_m2
         s.visual_cov_en_m2.append(((c[0], c[1]), (c[3], c[4])))
+
+    def _on_odometry(self, raw: bytes, _received_s: float) -> None:
+        msg = deserialize_message(raw, message_class(OUTPUT_TOPICS[names.ODOMETRY]))
+        s = self.series
+        p, q, v = msg.pose.pose.position, msg.pose.pose.orientation, msg.twist.twist.linear
+        s.odom_t_s.append(stamp_to_s(msg.header.stamp))
+        s.odom_pos_q_vel.append((p.x, p.y, p.z, q.w, q.x, q.y, q.z, v.x, v.y, v.z))
+        s.odom_pose_cov.append(msg.pose.covariance)
+        s.odom_twist_cov.append(msg.twist.covariance)
+
+    def _on_map_origin(self, raw: bytes, _received_s: float) -> None:
+        msg = deserialize_message(raw, message_class(OUTPUT_TOPICS[names.MAP_ORIGIN]))
+        self.series.map_origin = (msg.latitude, msg.longitude, msg.altitude)
 
     def close(self) -> None:
         with self._lock:

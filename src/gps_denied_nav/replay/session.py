@@ -21,12 +21,13 @@ from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.plots import plot_error_over_time, plot_trajectory
 from gps_denied_nav.core.report import GeoTrack, ReplayReport, error_series, score_replay
+from gps_denied_nav.core.report_state import StateTrack, truth_odometry_frame
 from gps_denied_nav.nodes import names
 from gps_denied_nav.replay.bag_types import typestore
-from gps_denied_nav.replay.graph import GraphHost
+from gps_denied_nav.replay.graph import GraphHost, private_domain_id
 from gps_denied_nav.replay.player import BagPlayer
 from gps_denied_nav.replay.recorder import OutputRecorder
-from gps_denied_nav.sim.clip import read_ground_truth
+from gps_denied_nav.sim.clip import read_ground_truth, read_ground_truth_odom
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[3] / "params" / "gps_denied_nav.yaml"
 
@@ -44,6 +45,14 @@ def clip_inputs(clip_path: Path) -> tuple[GeoTrack, int, float | None]:
             stamp = reader.deserialize(raw, conn.msgtype).header.stamp
             gnss_last = max(gnss_last or -math.inf, stamp.sec + 1e-9 * stamp.nanosec)
     return truth, frames, gnss_last
+
+
+def truth_states(clip_path: Path, truth: GeoTrack) -> StateTrack | None:
+    """Ground-truth odometry in its own ENU frame (pinned by ``truth``, the fixes at the same stamps), or None
+    when the clip has none."""
+    t_s, pos_enu_m, q_world_body, vel_world_mps = read_ground_truth_odom(clip_path)
+    frame = truth_odometry_frame(truth.t_s, truth.lat_deg, truth.lon_deg, truth.alt_m, t_s, pos_enu_m)
+    return None if frame is None else StateTrack.from_arrays(frame, t_s, pos_enu_m, q_world_body, vel_world_mps)
 
 
 _last_progress: dict[str, float] = {}
@@ -64,7 +73,10 @@ def print_progress(stage: str, done: float, total: float) -> None:
 
 def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: float = 1.0,
            params_file: str | Path | None = None, record_debug_images: bool = False,
-           drain_s: float = 3.0) -> ReplayReport:
+           drain_s: float = 3.0, domain_id: int | None = None) -> ReplayReport:
+    """Replay ``clip`` through the graph and score it. ``domain_id``: the DDS domain to run on; None picks a
+    private one (``graph.private_domain_id``) so that a replay never mixes with a live graph or another
+    replay; give one to watch the replay from rviz or ``ros2 topic`` (with that ROS_DOMAIN_ID)."""
     clip, corpus_dir, out_dir = Path(clip), Path(corpus_dir), Path(out_dir)
     if not clip.exists():
         raise FileNotFoundError(f"flight clip not found: {clip}")
@@ -77,7 +89,10 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
         out_bag.unlink()
     truth, frames, gnss_lost_s = clip_inputs(clip)
     wall0 = time.monotonic()
-    host = GraphHost(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True})
+    domain_id = private_domain_id() if domain_id is None else int(domain_id)
+    print(f"[replay] DDS domain {domain_id} (ROS_DOMAIN_ID={domain_id} to watch it)", flush=True)
+    host = GraphHost(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True},
+                     domain_id=domain_id)
     try:
         tool = Node("gdn_replay")
         recorder = OutputRecorder(tool, out_bag, record_debug_images)
@@ -98,7 +113,8 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     fixes = GeoTrack.from_arrays(s.visual_t_s, *np.array(s.visual_lat_lon_alt).reshape(-1, 3).T,
                                  cov=np.array(s.visual_cov_en_m2).reshape(-1, 2, 2))
     report = score_replay(truth, estimates, fixes, frames, wall_s, s.visual_t_s, s.visual_received_s,
-                          gnss_lost_s=gnss_lost_s)
+                          gnss_lost_s=gnss_lost_s, truth_states=truth_states(clip, truth),
+                          estimate_states=s.odometry_states())
     (out_dir / "report.json").write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
     write_plots(out_dir, corpus_dir, truth, estimates, fixes, report)
     return report

@@ -189,15 +189,35 @@ def read_clip(bag_path) -> Iterator[tuple[str, int, bytes, str]]:
             yield conn.topic, int(stamp_ns), bytes(raw), conn.msgtype
 
 
+def _read_rows(bag_path, topic: str, row: Callable) -> list:
+    """``row(msg)`` for every message on ``topic``, in bag order."""
+    store = clip_typestore()
+    with Reader(Path(bag_path)) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:  # messages(()) would mean every topic
+            return []
+        return [row(store.deserialize_cdr(raw, conn.msgtype)) for conn, _stamp, raw in reader.messages(conns)]
+
+
+def _header_s(msg) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
 def read_ground_truth(bag_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``/ground_truth/fix`` -> (t_s [N] header stamps in epoch seconds, lat_deg, lon_deg, alt_m)."""
-    store = clip_typestore()
-    rows = []
-    with Reader(Path(bag_path)) as reader:
-        conns = [c for c in reader.connections if c.topic == names.GROUND_TRUTH_FIX]
-        for conn, _stamp, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            rows.append((msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec, msg.latitude, msg.longitude,
-                         msg.altitude))
+    rows = _read_rows(bag_path, names.GROUND_TRUTH_FIX, lambda m: (_header_s(m), m.latitude, m.longitude, m.altitude))
     t, lat, lon, alt = (np.array(col, float) for col in zip(*rows)) if rows else (np.zeros(0),) * 4
     return t, lat, lon, alt
+
+
+def read_ground_truth_odom(bag_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``/ground_truth/odom`` -> (t_s [N] epoch s, pos_enu_m [N, 3], q_world_body [N, 4] wxyz, vel_world_mps
+    [N, 3]) in the truth's ENU frame (the map raster's; the message does not carry its origin, the fix at the
+    same stamp pins it down). The twist is in the body frame (REP-105); it is rotated into the world here."""
+    def row(m):
+        p, q, v = m.pose.pose.position, m.pose.pose.orientation, m.twist.twist.linear
+        return _header_s(m), p.x, p.y, p.z, q.w, q.x, q.y, q.z, v.x, v.y, v.z
+    a = np.array(_read_rows(bag_path, names.GROUND_TRUTH_ODOM, row), dtype=float).reshape(-1, 11)
+    q = a[:, 4:8]
+    vel_world = np.einsum("nij,nj->ni", quat_to_rotmat_batch(q), a[:, 8:11])
+    return a[:, 0], a[:, 1:4], q, vel_world

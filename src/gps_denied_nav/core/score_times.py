@@ -1,0 +1,34 @@
+"""Which estimate stamps a replay scores: thinned to a fixed rate, and only where ground truth covers them.
+
+Shared by the position scoring (``report``) and the velocity/attitude scoring (``report_state``) so that
+both look at the same instants. Thinning makes the metrics independent of how often the filter happened
+to publish; truth is interpolated, never extrapolated and never across a gap, so a dropout in the
+ground truth cannot invent errors.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_MAX_GT_GAP_S = 1.0
+
+
+def thin_to_rate(t_s: np.ndarray, rate_hz: float | None) -> np.ndarray:
+    """Indices [K] of the first sample in each 1/rate_hz bin of sorted stamps t_s [N] (all if rate_hz is None)."""
+    t_s = np.asarray(t_s, dtype=float)
+    if rate_hz is None or t_s.size == 0:
+        return np.arange(t_s.size)
+    # Bins centred on multiples of the period: samples published at exactly rate_hz each keep their own
+    # bin despite floating-point jitter in the stamps.
+    bins = np.floor((t_s - t_s[0]) * rate_hz + 0.5)
+    return np.unique(bins, return_index=True)[1]
+
+
+def covered_by_truth(truth_t_s: np.ndarray, t_s: np.ndarray, max_gt_gap_s: float = DEFAULT_MAX_GT_GAP_S
+                     ) -> np.ndarray:
+    """Mask [K] of stamps t_s [K] inside the sorted truth stamps truth_t_s [N] (N >= 1) and not between two
+    truth samples more than max_gt_gap_s apart (a stamp equal to a truth stamp is always covered)."""
+    gt_t, t = np.asarray(truth_t_s, dtype=float), np.asarray(t_s, dtype=float)
+    hi = np.clip(np.searchsorted(gt_t, t, side="left"), 0, gt_t.size - 1)
+    lo = np.clip(hi - 1, 0, gt_t.size - 1)
+    exact = gt_t[hi] == t
+    return (t >= gt_t[0]) & (t <= gt_t[-1]) & (exact | (gt_t[hi] - gt_t[lo] <= max_gt_gap_s))
