@@ -172,9 +172,12 @@ def evaluate(traces: dict, sc: Scenario, strict_outliers: bool = True) -> list[s
     lo, hi = chi2.ppf([0.025, 0.975], 3 * n) / n
     print(f"Consistency (delayed fusion): average NEES over {n} runs, 95 % bounds [{lo:.2f}, {hi:.2f}] for 3 dof")
     for i, name in enumerate(("position", "velocity", "attitude")):
-        inside = np.mean((anees[:, i] >= lo) & (anees[:, i] <= hi))
-        check(f"NEES {name}", lo <= anees[:, i].mean() <= hi and inside >= 0.75,
-              f"time-mean {anees[:, i].mean():.2f}, epochs inside bounds {100 * inside:.0f} %")
+        below, above = np.mean(anees[:, i] < lo), np.mean(anees[:, i] > hi)
+        # The time-mean is the criterion; per epoch, overconfidence (above the bound) is what an autopilot
+        # cannot afford, so it may not last; conservative epochs (below) are reported.
+        check(f"NEES {name}", lo <= anees[:, i].mean() <= hi and above <= 0.25,
+              f"time-mean {anees[:, i].mean():.2f}; epochs inside bounds {100 * (1 - below - above):.0f} %, "
+              f"above (overconfident) {100 * above:.0f} %, below (conservative) {100 * below:.0f} %")
     bias_in = np.array([np.abs(tr.bias_err) <= 3 * tr.bias_sigma for tr in nominal])   # [n, 6]
     sig_ratio = np.mean([tr.bias_sigma for tr in nominal], axis=0) / np.repeat(
         [sc.accel_bias_sigma_mps2, sc.gyro_bias_sigma_radps], 3)
