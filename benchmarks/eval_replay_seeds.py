@@ -18,6 +18,7 @@ import numpy as np
 
 from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
 from gps_denied_nav.core.map_raster import load_geotiff
+from gps_denied_nav.replay.inspect_bag import last_diagnostics
 from gps_denied_nav.replay.session import replay
 from gps_denied_nav.sim.clip import write_clip
 from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=1.0)
+    parser.add_argument("--imu-hz", type=float, default=FlightConfig.imu_rate_hz)
     parser.add_argument("--out", type=Path, default=Path("/tmp/gdn_seeds"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +45,8 @@ def main() -> int:
         clip = args.out / f"clip_{seed}.mcap"
         if clip.exists():
             shutil.rmtree(clip)
-        write_clip(simulate_flight(raster, FlightConfig(seed=seed, duration_s=args.duration_s)), clip)
+        write_clip(simulate_flight(raster, FlightConfig(seed=seed, duration_s=args.duration_s,
+                                                        imu_rate_hz=args.imu_hz)), clip)
         r = replay(clip, corpus, args.out / f"replay_{seed}", rate=args.rate).to_json_dict()
         rows.append((seed, r["fix_rate"], r["rmse_m"], r["cep95_m"], r["nees_horizontal_mean"],
                      r["nees_within_95_frac"], r["scored_samples"], r["latency_ms_p50"], r["nees_position_3d_mean"],
@@ -55,6 +58,10 @@ def main() -> int:
               f"{r['nees_position_3d_mean']:.2f} / {r['nees_velocity_mean']:.2f} / {r['nees_attitude_mean']:.2f}, "
               f"velocity RMSE {r['velocity_rmse_mps']:.3f} m/s, tilt {r['attitude_tilt_rmse_deg']:.2f} deg, "
               f"yaw {r['yaw_rmse_deg']:.2f} deg", flush=True)
+        eskf = last_diagnostics(args.out / f"replay_{seed}" / "outputs.mcap").get("gps_denied_nav: eskf_node", ("", "", {}))[2]
+        print("  eskf_node: " + ", ".join(f"{k} {eskf.get(k)}" for k in (
+            "imu_received", "imu_gaps", "imu_samples_missing", "imu_max_gap_ms", "visual_fix_accepted",
+            "visual_fix_rejected")), flush=True)
     a = np.array([row[1:] for row in rows], dtype=float)
     weights, state_weights = a[:, 5], a[:, 10]
     print(f"\n{len(rows)} rendered flights of {args.duration_s:.0f} s: fix_rate mean {a[:, 0].mean():.2f}, "
