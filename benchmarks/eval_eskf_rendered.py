@@ -105,9 +105,10 @@ def prepare_world(args) -> tuple[Path, Path]:
     if args.world is None and not world.exists():
         print("generating the demo world")
         generate_world(world, seed=0)
-    corpus = args.cache / f"corpus_{world.stem}"
+    corpus = args.corpus or args.cache / f"corpus_{world.stem}"
     if not (corpus / "manifest.json").exists():
-        provision(world, corpus, ProvisionConfig(), progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
+        provision(load_geotiff(world, gsd_m=args.map_gsd_m), corpus, ProvisionConfig(),
+                  progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
     return world, corpus
 
 
@@ -117,6 +118,9 @@ def main() -> int:
     parser.add_argument("--duration-s", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=0, help="first flight seed; run r flies seed + r")
     parser.add_argument("--world", type=Path, default=None, help="GeoTIFF (default: the demo world)")
+    parser.add_argument("--map-gsd-m", type=float, default=None, help="resample the GeoTIFF (default: native)")
+    parser.add_argument("--corpus", type=Path, default=None, help="corpus of that GeoTIFF at that GSD "
+                        "(default: provisioned into --cache)")
     parser.add_argument("--with-retrieval", action="store_true",
                         help="describe and search every frame (3x slower) instead of matching the prior's window")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/gdn_eskf_rendered"))
@@ -125,7 +129,7 @@ def main() -> int:
     args = parser.parse_args()
     start = time.perf_counter()
     world, corpus_dir = prepare_world(args)
-    raster, corpus = load_geotiff(world), Corpus.load(corpus_dir)
+    raster, corpus = load_geotiff(world, gsd_m=args.map_gsd_m), Corpus.load(corpus_dir)
     extractor = (DescriptorExtractor(corpus.load_model(), device="cpu", input_px=corpus.tile_px)
                  if args.with_retrieval else None)
     config = FlightConfig(duration_s=args.duration_s)
