@@ -9,7 +9,8 @@ from gps_denied_nav.core.eskf_diagnostics import UpdateStatus
 from gps_denied_nav.core.eskf_history import PositionReset
 from gps_denied_nav.core.eskf_reset import apply_reset
 from gps_denied_nav.core.eskf_state import E_ATT, E_POS, E_VEL, NOMINAL_DIM, X_QUAT, X_VEL, NominalState
-from gps_denied_nav.core.rotations import euler_from_quat, quat_from_euler, quat_from_rotvec, quat_multiply, wrap_angle
+from gps_denied_nav.core.rotations import (euler_from_quat, quat_from_euler, quat_from_rotvec, quat_multiply,
+                                           quat_to_rotmat, wrap_angle)
 from gps_denied_nav.sim.imu_model import BaroNoiseModel, ImuNoiseModel, eskf_process_noise, synthesize_imu
 
 MEMS = ImuNoiseModel.bmi088_class()
@@ -74,3 +75,27 @@ def test_apply_reset_turns_heading_and_velocity_and_replaces_blocks():
     # Body-frame angle covariance: the world yaw variance about the (tilted) vertical stays small.
     np.testing.assert_allclose(np.linalg.eigvalsh(P2[E_ATT, E_ATT]), sorted([1e-4, 0.0025, 0.0025]), rtol=1e-9)
     np.testing.assert_array_equal(P, np.full((16, 16), 1e-3) + np.eye(16))   # input untouched
+
+
+def test_heading_reset_keeps_tilt_position_velocity_and_sets_the_heading():
+    f = ErrorStateKalmanFilter()
+    q0 = quat_from_euler(0.05, -0.03, 0.2)
+    f.initialize(0.0, [1.0, 2.0, 3.0], [10.0, 1.0, 0.0], q0, att_sigma_rad=(0.05, 0.04, 0.2))
+    f.propagate(0.01, [0.0, 0.0, 9.80665], [0.0, 0.0, 0.0])
+    R0 = quat_to_rotmat(f.q_world_body)
+    world_before = R0 @ f.covariance[E_ATT, E_ATT] @ R0.T
+    pos, vel = f.pos_enu_m, f.vel_enu_mps
+    assert f.yaw_sigma_rad > 0.15
+    assert f.reset_heading(0.01, 0.5, 1e-6).status is UpdateStatus.ACCEPTED
+    roll, pitch, yaw = euler_from_quat(f.q_world_body)
+    assert yaw == pytest.approx(0.5, abs=1e-9)
+    assert (roll, pitch) == pytest.approx(euler_from_quat(q0)[:2], abs=1e-3)
+    np.testing.assert_allclose(f.pos_enu_m, pos)
+    np.testing.assert_allclose(f.vel_enu_mps, vel)        # GNSS-given velocity does not turn with the heading
+    R = quat_to_rotmat(f.q_world_body)
+    world_after = R @ f.covariance[E_ATT, E_ATT] @ R.T
+    assert world_after[2, 2] == pytest.approx(1e-6)
+    assert f.yaw_sigma_rad == pytest.approx(1e-3)
+    np.testing.assert_allclose(world_after[:2, :2], world_before[:2, :2], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(world_after[:2, 2], 0.0, atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(f.covariance) > 0.0)

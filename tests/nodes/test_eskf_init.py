@@ -1,5 +1,6 @@
 """The filter node starts in the air: GNSS fixes and IMU taken in a banked turn give the bank, not level
-flight, and the heading at the newest fix, not the chord's. Inputs go straight into the callbacks."""
+flight, and the heading at the newest fix, not the chord's; the first strong visual fix then resets the
+coarse heading. Inputs go straight into the callbacks."""
 from __future__ import annotations
 
 import math
@@ -9,11 +10,13 @@ import pytest
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Imu, NavSatFix
 
+from gps_denied_nav.core.eskf_diagnostics import MeasurementKind
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.rotations import euler_from_quat, quat_to_rotmat_batch, wrap_angle
 from gps_denied_nav.nodes.conversions import s_to_stamp
 from gps_denied_nav.nodes.eskf_node import EskfNode
 from gps_denied_nav.sim.trajectory import CurvatureSegment, SurveyTrajectory
+from gps_denied_nav_interfaces.msg import VisualFix
 from rclpy_harness import ros_context
 
 ORIGIN = LocalTangentPlane(60.40, 22.46, 0.0)
@@ -59,4 +62,23 @@ def test_gnss_initialisation_in_a_banked_turn():
         assert pitch == pytest.approx(pitch_true, abs=math.radians(1.0))
         assert abs(wrap_angle(yaw - yaw_true)) < math.radians(1.0)
         assert np.linalg.norm(node.filter.vel_enu_mps - truth.vel_enu_mps[-1]) < 0.3
+        # The GNSS course leaves the heading coarse (1σ 0.2 rad): the first strong visual fix sets it by a
+        # reset, not by a linear update; the next one is an ordinary update.
+        assert node.filter.yaw_sigma_rad > node.params.heading_align_sigma_rad
+        for _ in range(2):
+            node._on_visual_fix(_visual_fix(t[-1], truth.pos_enu_m[-1], yaw_true + 0.01))
+        counters = node.filter.diagnostics.counters
+        assert counters[MeasurementKind.HEADING_RESET].accepted == 1
+        assert counters[MeasurementKind.VISUAL_FIX].accepted == 2
+        assert abs(wrap_angle(euler_from_quat(node.filter.q_world_body)[2] - yaw_true - 0.01)) < 1e-3
+        assert node.filter.yaw_sigma_rad < 1e-3
         node.destroy_node()
+
+
+def _visual_fix(t_s: float, pos_enu_m, heading_rad: float) -> VisualFix:
+    lat, lon, alt = ORIGIN.to_geodetic(pos_enu_m)
+    msg = VisualFix(latitude_deg=float(lat), longitude_deg=float(lon), altitude_m=float(alt),
+                    heading_rad=float(heading_rad), heading_variance_rad2=1e-6, inliers=200)
+    msg.header.stamp = s_to_stamp(t_s)
+    msg.position_covariance_enu_m2 = [0.04, 0.0, 0.0, 0.0, 0.04, 0.0, 0.0, 0.0, 1.0]
+    return msg

@@ -32,6 +32,7 @@ from gps_denied_nav.core.eskf_state import (E_ACCEL_BIAS, E_ATT, E_BARO, E_GYRO_
                                             yaw_from_velocity)
 from gps_denied_nav.core.eskf_timeline import Timeline
 from gps_denied_nav.core.eskf_update import ChiSquareGate, correct
+from gps_denied_nav.core.rotations import quat_to_rotmat
 
 __all__ = ["EskfConfig", "ErrorStateKalmanFilter", "MeasurementKind", "NominalState", "ProcessNoise",
            "ReinitReason", "StateEstimate", "UpdateOutcome", "UpdateStatus", "align_roll_pitch",
@@ -212,6 +213,19 @@ class ErrorStateKalmanFilter:
                               None if yaw_rad is None else float(yaw_rad), float(yaw_var_rad2),
                               None if vel_sigma_mps is None else float(vel_sigma_mps), float(tilt_sigma_rad))
         return self.update_at(stamp_s, MeasurementKind.POSITION_RESET, reset=reset, gated=False)
+
+    def reset_heading(self, stamp_s: float, yaw_rad: float, yaw_var_rad2: float) -> UpdateOutcome:
+        """Set the heading (ENU yaw) at ``stamp_s`` without gating or linearising: roll, pitch, position
+        and velocity keep their estimates and the tilt its covariance (see eskf_reset). For a first precise
+        heading on a coarse one; fuse the same fix's position separately, not its heading again."""
+        reset = PositionReset(None, None, float(yaw_rad), float(yaw_var_rad2), None, None, rotate_velocity=False)
+        return self.update_at(stamp_s, MeasurementKind.HEADING_RESET, reset=reset, gated=False)
+
+    @property
+    def yaw_sigma_rad(self) -> float:
+        """1σ of the heading about the world vertical (rad)."""
+        R = quat_to_rotmat(self.q_world_body)
+        return float(np.sqrt(max((R @ self._hist.P[-1][E_ATT, E_ATT] @ R.T)[2, 2], 0.0)))
 
     # ------------------------------------------------------------------ outputs
     def _require_init(self) -> None:

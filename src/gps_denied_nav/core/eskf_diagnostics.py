@@ -19,6 +19,7 @@ class MeasurementKind(Enum):
     YAW = "yaw"
     ZERO_VELOCITY = "zero_velocity"
     POSITION_RESET = "position_reset"
+    HEADING_RESET = "heading_reset"
 
 
 class UpdateStatus(Enum):

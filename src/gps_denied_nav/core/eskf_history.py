@@ -26,12 +26,13 @@ class PositionReset:
     """Replace the position and its covariance block, dropping its correlations (no gating); optionally
     also the heading (turning the velocity with it) and loosen the velocity and tilt (see eskf_reset)."""
 
-    pos_enu_m: np.ndarray
-    cov_enu_m2: np.ndarray
+    pos_enu_m: np.ndarray | None        # None: keep the position (a heading reset)
+    cov_enu_m2: np.ndarray | None
     yaw_rad: float | None = None        # None: keep the attitude
     yaw_var_rad2: float = 0.0
     vel_sigma_mps: float | None = None  # None: keep the velocity covariance
-    tilt_sigma_rad: float = 0.05        # roll/pitch 1σ when the heading is replaced
+    tilt_sigma_rad: float | None = 0.05  # roll/pitch 1σ when the heading is replaced; None: keep the tilt's
+    rotate_velocity: bool = True        # turn the velocity with the heading (it was integrated with it)
 
 
 @dataclass(frozen=True)

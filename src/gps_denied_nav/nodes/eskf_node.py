@@ -64,6 +64,7 @@ class EskfParams:
     reinit_min_inliers: int = 60  # a visual fix this strong re-initialises the position when lost
     reinit_velocity_sigma_mps: float = 5.0  # velocity 1σ after a re-initialisation (its value is kept)
     reinit_tilt_sigma_rad: float = 0.1  # roll/pitch 1σ after a re-initialisation (heading from the fix)
+    heading_align_sigma_rad: float = 0.05  # heading 1σ above which a strong visual fix resets the heading
     publish_tf: bool = True  # map -> base_link on /tf (when tf2_ros is installed)
 
 
@@ -206,9 +207,26 @@ class EskfNode(StageNode):
                 stamp_s, pos, cov, yaw_rad=msg.heading_rad, yaw_var_rad2=msg.heading_variance_rad2,
                 vel_sigma_mps=self.params.reinit_velocity_sigma_mps, tilt_sigma_rad=self.params.reinit_tilt_sigma_rad))
             return
+        if self._aligns_heading(msg):
+            # A coarse heading (GNSS course) meets a precise one: fuse the position, then set the heading
+            # by a reset instead of a linear update that would leak the correction into roll/pitch.
+            outcome = self.filter.update_visual_fix(stamp_s, pos, cov)
+            self._log_outcome(outcome)
+            if outcome.status is UpdateStatus.ACCEPTED:
+                self.get_logger().info(f"heading aligned on a {msg.inliers}-inlier visual fix (heading 1σ was "
+                                       f"{math.degrees(self.filter.yaw_sigma_rad):.1f} deg)")
+                self._log_outcome(self.filter.reset_heading(stamp_s, msg.heading_rad, msg.heading_variance_rad2))
+            return
         self._log_outcome(self.filter.update_visual_fix(stamp_s, pos, cov, msg.heading_rad, msg.heading_variance_rad2))
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _aligns_heading(self, msg: VisualFix) -> bool:
+        """Whether this fix should set the heading by a reset: the filter's heading is coarse, the fix's is
+        much finer, and the fix is strong enough to trust without a gate on its heading."""
+        yaw_sigma = self.filter.yaw_sigma_rad
+        return (yaw_sigma > self.params.heading_align_sigma_rad and msg.inliers >= self.params.reinit_min_inliers
+                and msg.heading_variance_rad2 < (0.1 * yaw_sigma) ** 2)
+
     def _ensure_frame(self, lat_deg: float, lon_deg: float, alt_m: float) -> None:
         if self.frame is None:
             self.frame = LocalTangentPlane(lat_deg, lon_deg, alt_m)
