@@ -222,21 +222,28 @@ def evaluate(traces: dict, sc: Scenario, strict_outliers: bool = True) -> list[s
     check("outage error inside 3σ", inside >= 0.95,
           f"after {sc.outage_s[1] - sc.outage_s[0]:.0f} s without fixes: horizontal error mean {end_err.mean():.1f} m, "
           f"max {end_err.max():.1f} m; {100 * inside:.0f} % of runs inside the 99.7 % (3σ) ellipse")
-    # Re-convergence: from the first returning fix's arrival until the ensemble RMSE (over runs, per
-    # epoch) is back within 1.5x the uninterrupted flight's at the same epochs, and stays there.
-    t_back = sc.outage_s[1] + sc.latency_s
-    after = sc.epochs_s >= t_back
-    ens_outage = np.sqrt(np.mean([np.square(tr.err_pos) for tr in traces["outage"]], axis=0))
-    ens_nominal = np.sqrt(np.mean([np.square(tr.err_pos) for tr in nominal], axis=0))
-    above = np.nonzero(after & (ens_outage > 1.5 * ens_nominal))[0]
-    t_ensemble = (sc.epochs_s[above[-1]] + 0.5 - t_back) if len(above) else 0.0
+    # Re-convergence, counted per run from the arrival of its first fix after the outage (over real imagery
+    # the flight may be over forest or a map gap when the outage ends: that delay is the terrain's, not the
+    # filter's). Ensemble: runs aligned on that arrival, RMSE per 0.5 s offset until it stays within 1.5x
+    # the uninterrupted flight's; per run: until the error first drops below twice the nominal RMSE.
+    ens_nominal = float(np.sqrt(np.mean([np.square(tr.err_pos[sc.epochs_s >= sc.outage_s[1]]) for tr in nominal])))
     threshold = 2.0 * rmse_delayed
-    first_below = []
+    offsets = np.arange(0.0, 20.0, 0.5)
+    aligned, first_below, waits = [], [], []
     for tr in traces["outage"]:
-        below = np.nonzero(after & (tr.err_pos <= threshold))[0]
-        first_below.append(sc.epochs_s[below[0]] - t_back if len(below) else np.inf)
+        back = min((o.stamp_s for _, o in tr.outcomes if o.stamp_s >= sc.outage_s[1]), default=np.inf) + sc.latency_s
+        waits.append(back - sc.outage_s[1] - sc.latency_s)
+        idx = np.searchsorted(sc.epochs_s, back + offsets)
+        ok = idx < len(sc.epochs_s)
+        aligned.append(np.where(ok, tr.err_pos[np.minimum(idx, len(sc.epochs_s) - 1)], np.nan))
+        below = np.nonzero((sc.epochs_s >= back) & (tr.err_pos <= threshold))[0]
+        first_below.append(sc.epochs_s[below[0]] - back if len(below) else np.inf)
+    ens = np.sqrt(np.nanmean(np.square(aligned), axis=0))
+    above = np.nonzero(ens > 1.5 * ens_nominal)[0]
+    t_ensemble = offsets[above[-1]] + 0.5 if len(above) else 0.0
     check("re-convergence after the outage", t_ensemble < 10.0 and np.percentile(first_below, 95) < 10.0,
-          f"ensemble RMSE back within 1.5x nominal after {t_ensemble:.1f} s; per run, error first below "
-          f"{threshold:.2f} m after mean {np.mean(first_below):.1f} s, "
-          f"95th pct {np.percentile(first_below, 95):.1f} s, max {np.max(first_below):.1f} s")
+          f"ensemble RMSE back within 1.5x nominal {t_ensemble:.1f} s after the first returning fix; per run, "
+          f"error first below {threshold:.2f} m after mean {np.mean(first_below):.1f} s, 95th pct "
+          f"{np.percentile(first_below, 95):.1f} s, max {np.max(first_below):.1f} s (first fix after the outage: "
+          f"mean {np.mean(waits):.1f} s, max {np.max(waits):.1f} s after it ended)")
     return failures
