@@ -247,3 +247,10 @@ def evaluate(traces: dict, sc: Scenario, strict_outliers: bool = True) -> list[s
           f"{np.percentile(first_below, 95):.1f} s, max {np.max(first_below):.1f} s (first fix after the outage: "
           f"mean {np.mean(waits):.1f} s, max {np.max(waits):.1f} s after it ended)")
     return failures
+
+
+def verdict(traces: dict, sc: Scenario, strict_outliers: bool = True) -> int:
+    """``evaluate`` and print the verdict; the process exit status (1 when a criterion fails)."""
+    failures = evaluate(traces, sc, strict_outliers)
+    print("FAILED: " + ", ".join(failures) if failures else "all criteria met")
+    return 1 if failures else 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
-from eskf_scenarios import MODES, Fix, RunData, Scenario, Truth, draw_outlier, evaluate, fly  # noqa: E402
+from eskf_scenarios import MODES, Fix, RunData, Scenario, Truth, draw_outlier, fly, verdict  # noqa: E402
 from eskf_truth import figure_eight  # noqa: E402  (analytic truth shared with the unit tests)
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m  # noqa: E402
@@ -82,12 +82,7 @@ def main() -> int:
     print(f"{n} runs x {len(MODES)} scenarios, {DURATION_S:.0f} s flight, IMU {IMU_HZ:.0f} Hz ({IMU.name}), "
           f"baro {BARO_HZ:.0f} Hz, fixes every {args.fix_period_s} s (σ {args.fix_sigma_m} m) with {LATENCY_S} s latency; "
           f"wall {time.perf_counter() - start:.1f} s")
-    failures = evaluate(traces, SCENARIO, strict_outliers=False)  # white fixes: see evaluate()
-    if failures:
-        print("FAILED: " + ", ".join(failures))
-        return 1
-    print("all criteria met")
-    return 0
+    return verdict(traces, SCENARIO, strict_outliers=False)  # white fixes: see evaluate()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eskf_scenarios import MODES, Fix, RunData, Scenario, Truth, draw_outlier, evaluate, fly
+from eskf_scenarios import MODES, Fix, RunData, Scenario, Truth, draw_outlier, fly, verdict
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m
 from gps_denied_nav.core.corpus import Corpus
@@ -170,12 +170,7 @@ def main() -> int:
           f"({100 * fixes_total / frames_total:.0f} %), horizontal fix error RMS {np.sqrt(np.mean(fix_err**2)):.3f} m, "
           f"p95 {np.percentile(fix_err, 95):.3f} m; covariance scale {args.fix_cov_scale}; latency {LATENCY_S} s; "
           f"wall {time.perf_counter() - start:.0f} s")
-    failures = evaluate(traces, sc)
-    if failures:
-        print("FAILED: " + ", ".join(failures))
-        return 1
-    print("all criteria met")
-    return 0
+    return verdict(traces, sc)
 
 
 if __name__ == "__main__":

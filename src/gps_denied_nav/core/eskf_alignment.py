@@ -63,3 +63,25 @@ def chord_to_current(vel_chord_enu_mps, turn_rate: float, baseline_s: float) -> 
     c, s = math.cos(lag), math.sin(lag)
     v_now = np.array([c * v[0] - s * v[1], s * v[0] + c * v[1], v[2]])
     return v_now, math.atan2(v_now[1], v_now[0])
+
+
+def initial_attitude(f_body_mps2, omega_body_radps, vel_enu_mps, yaw_rad: float, chord_s: float,
+                     vel_sigma_mps: float) -> tuple[float, float, float, np.ndarray | None, float]:
+    """Roll, pitch, yaw (rad), velocity [3] (or None) and roll/pitch 1σ (rad) to start the filter with.
+
+    Inputs are the mean specific force and body rate [3] over a short window (None: too few samples,
+    level is assumed), and ``vel_enu_mps`` the GNSS chord over ``chord_s`` or None when the speed is
+    unknown (a cold start on a visual fix): then a turn at the measured rate may be banked as steeply as
+    any speed within ``vel_sigma_mps`` makes it, and the tilt 1σ says so.
+    """
+    tilt_sigma_rad = 0.05  # 3°: unmodelled along-track acceleration up to ~0.5 m/s², accel bias
+    if f_body_mps2 is None:
+        return 0.0, 0.0, yaw_rad, vel_enu_mps, tilt_sigma_rad
+    if vel_enu_mps is None:
+        roll, pitch = align_in_flight(f_body_mps2, np.zeros(3), np.zeros(3), yaw_rad)   # plain levelling
+        turn_bank = math.atan(vel_sigma_mps * float(np.linalg.norm(omega_body_radps)) / G_MPS2)
+        return roll, pitch, yaw_rad, None, max(tilt_sigma_rad, turn_bank)
+    roll, pitch = align_in_flight(f_body_mps2, omega_body_radps, vel_enu_mps, yaw_rad)
+    vel, yaw_rad = chord_to_current(vel_enu_mps, turn_rate_radps(omega_body_radps, roll, pitch), chord_s)
+    roll, pitch = align_in_flight(f_body_mps2, omega_body_radps, vel, yaw_rad)
+    return roll, pitch, yaw_rad, vel, tilt_sigma_rad

@@ -23,15 +23,15 @@ from gps_denied_nav.core.baro import pressure_to_altitude_m
 from gps_denied_nav.core.eskf import EskfConfig, ErrorStateKalmanFilter
 from gps_denied_nav.core.eskf_diagnostics import UpdateStatus
 from gps_denied_nav.core.eskf_propagation import ProcessNoise
-from gps_denied_nav.core.eskf_state import StateEstimate, align_roll_pitch
-from gps_denied_nav.core.eskf_alignment import G_MPS2, align_in_flight, chord_to_current, turn_rate_radps
+from gps_denied_nav.core.eskf_state import StateEstimate
+from gps_denied_nav.core.eskf_alignment import initial_attitude
 from gps_denied_nav.core.imu_gaps import ImuGapMonitor
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.rotations import quat_from_euler
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import require_finite, stamp_to_s
-from gps_denied_nav.nodes.eskf_outputs import (fix_covariance_enu_m2, navsatfix_msg, odometry_msg, origin_msg,
-                                               transform_msg)
+from gps_denied_nav.nodes.eskf_outputs import (diagnostics_values, fix_covariance_enu_m2, navsatfix_msg, odometry_msg,
+                                               origin_msg, transform_msg)
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.nodes.stage_node import StageNode
 from gps_denied_nav_interfaces.msg import VisualFix
@@ -251,21 +251,11 @@ class EskfNode(StageNode):
     def _initialize(self, stamp_s: float, pos, vel, yaw_rad: float, pos_sigma_m: float = 5.0,
                     vel_sigma_mps: float = 1.5, chord_s: float = 0.0) -> None:
         """Start the filter; ``vel`` is the GNSS chord over the last ``chord_s`` seconds, or None (unknown)."""
-        tilt_sigma_rad = 0.05  # 3°: unmodelled along-track acceleration up to ~0.5 m/s², accel bias
-        if len(self.accel_window) < 20:
-            roll = pitch = 0.0
-        elif vel is None:
-            f_body, omega = np.mean(self.accel_window, axis=0), np.mean(self.gyro_window, axis=0)
-            roll, pitch = align_roll_pitch(f_body[None])
-            # Speed unknown: a turn at this rate may be banked as steeply as any speed within 1σ makes it.
-            tilt_sigma_rad = max(tilt_sigma_rad, math.atan(vel_sigma_mps * float(np.linalg.norm(omega)) / G_MPS2))
-        else:
-            # In flight: the manoeuvre's acceleration is modelled (coordinated turn), and the chord's
-            # course and velocity are turned forward to the newest fix (core.eskf_alignment).
-            f_body, omega = np.mean(self.accel_window, axis=0), np.mean(self.gyro_window, axis=0)
-            roll, pitch = align_in_flight(f_body, omega, vel, yaw_rad)
-            vel, yaw_rad = chord_to_current(vel, turn_rate_radps(omega, roll, pitch), chord_s)
-            roll, pitch = align_in_flight(f_body, omega, vel, yaw_rad)
+        # In flight the manoeuvre's acceleration is modelled and the chord turned forward (core.eskf_alignment).
+        window = len(self.accel_window) >= 20
+        roll, pitch, yaw_rad, vel, tilt_sigma_rad = initial_attitude(
+            np.mean(self.accel_window, axis=0) if window else None,
+            np.mean(self.gyro_window, axis=0) if window else None, vel, yaw_rad, chord_s, vel_sigma_mps)
         self.filter.initialize(stamp_s, pos, np.zeros(3) if vel is None else vel,
                                quat_from_euler(roll, pitch, yaw_rad), pos_sigma_m=pos_sigma_m,
                                vel_sigma_mps=vel_sigma_mps, att_sigma_rad=(tilt_sigma_rad, tilt_sigma_rad, 0.2))
@@ -291,20 +281,7 @@ class EskfNode(StageNode):
     def _filter_diagnostics(self) -> dict:
         if not hasattr(self, "filter") or not self.filter.initialized:
             return {"filter": "waiting for initialisation"}
-        d = self.filter.diagnostics
-        values = {"filter": "lost: " + d.reinit_reason.value if d.needs_reinit else "tracking",
-                  "position_sigma_m": math.sqrt(max(d.position_cov_trace_m2, 0.0)),
-                  "consecutive_visual_rejections": d.consecutive_visual_rejections,
-                  "imu_samples_dropped_by_filter": d.imu_samples_dropped,
-                  "imu_gaps": self.imu_gaps.gaps, "imu_samples_missing": self.imu_gaps.samples_missing,
-                  "imu_max_gap_ms": 1e3 * self.imu_gaps.max_gap_s}
-        for kind, counters in d.counters.items():
-            values[f"{kind.value}_accepted"] = counters.accepted
-            values[f"{kind.value}_rejected"] = counters.rejected
-            values[f"{kind.value}_too_old"] = counters.too_old
-        for kind, rec in d.last_innovation.items():
-            values[f"{kind.value}_last_nis"] = rec.nis
-        return values
+        return diagnostics_values(self.filter.diagnostics, self.imu_gaps)
 
 
 def main(args=None) -> None:

@@ -1,13 +1,18 @@
-"""Filter state -> nav_msgs/Odometry and sensor_msgs/NavSatFix (with covariances), and back from fixes."""
+"""Filter state -> nav_msgs/Odometry and sensor_msgs/NavSatFix (with covariances), and back from fixes;
+the filter's figures for /diagnostics."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import NavSatFix, NavSatStatus
 
+from gps_denied_nav.core.eskf_diagnostics import EskfDiagnostics
 from gps_denied_nav.core.eskf_state import E_ATT, E_GYRO_BIAS, E_POS, E_VEL, StateEstimate
 from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.imu_gaps import ImuGapMonitor
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp, wxyz_to_quat_msg
@@ -77,3 +82,20 @@ def fix_covariance_enu_m2(msg: NavSatFix, default_sigma_m: float) -> np.ndarray:
         return np.eye(3) * default_sigma_m**2
     cov = np.asarray(msg.position_covariance, dtype=float).reshape(3, 3)
     return cov if msg.position_covariance_type == NavSatFix.COVARIANCE_TYPE_KNOWN else np.diag(np.diag(cov))
+
+
+def diagnostics_values(d: EskfDiagnostics, imu_gaps: ImuGapMonitor) -> dict:
+    """The filter's verdict, counters per measurement kind, last NIS per kind and the IMU gap counts."""
+    values = {"filter": "lost: " + d.reinit_reason.value if d.needs_reinit else "tracking",
+              "position_sigma_m": math.sqrt(max(d.position_cov_trace_m2, 0.0)),
+              "consecutive_visual_rejections": d.consecutive_visual_rejections,
+              "imu_samples_dropped_by_filter": d.imu_samples_dropped,
+              "imu_gaps": imu_gaps.gaps, "imu_samples_missing": imu_gaps.samples_missing,
+              "imu_max_gap_ms": 1e3 * imu_gaps.max_gap_s}
+    for kind, counters in d.counters.items():
+        values[f"{kind.value}_accepted"] = counters.accepted
+        values[f"{kind.value}_rejected"] = counters.rejected
+        values[f"{kind.value}_too_old"] = counters.too_old
+    for kind, rec in d.last_innovation.items():
+        values[f"{kind.value}_last_nis"] = rec.nis
+    return values
