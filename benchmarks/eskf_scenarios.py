@@ -238,8 +238,11 @@ def evaluate(traces: dict, sc: Scenario, strict_outliers: bool = True) -> list[s
         aligned.append(np.where(ok, tr.err_pos[np.minimum(idx, len(sc.epochs_s) - 1)], np.nan))
         below = np.nonzero((sc.epochs_s >= back) & (tr.err_pos <= threshold))[0]
         first_below.append(sc.epochs_s[below[0]] - back if len(below) else np.inf)
-    ens = np.sqrt(np.nanmean(np.square(aligned), axis=0))
+    aligned = np.array(aligned)
+    seen = np.isfinite(aligned).any(axis=0)          # offsets past the flight's end for every run drop out
+    ens = np.sqrt(np.nanmean(np.square(aligned[:, seen]), axis=0))
     above = np.nonzero(ens > 1.5 * ens_nominal)[0]
+    offsets = offsets[seen]
     t_ensemble = offsets[above[-1]] + 0.5 if len(above) else 0.0
     check("re-convergence after the outage", t_ensemble < 10.0 and np.percentile(first_below, 95) < 10.0,
           f"ensemble RMSE back within 1.5x nominal {t_ensemble:.1f} s after the first returning fix; per run, "
