@@ -6,7 +6,8 @@ import pytest
 
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.plots import plot_error_over_time, plot_trajectory, retrieval_mosaic
-from gps_denied_nav.core.report import GeoTrack, error_series, score_replay, thin_to_rate
+from gps_denied_nav.core.report import GeoTrack, error_series, score_replay
+from gps_denied_nav.core.score_times import thin_to_rate
 
 FRAME = LocalTangentPlane(47.3977, 8.5456, 400.0)
 CONTRACT_KEYS = {"frames", "fixes_accepted", "fix_rate", "rmse_m", "cep50_m", "cep95_m", "visual_fix_rmse_m",

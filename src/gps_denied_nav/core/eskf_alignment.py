@@ -15,9 +15,11 @@ import math
 
 import numpy as np
 
+from gps_denied_nav.core.eskf_propagation import GRAVITY_ENU_MPS2
+from gps_denied_nav.core.eskf_state import align_roll_pitch
 from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 
-G_MPS2 = 9.80665
+G_MPS2 = -GRAVITY_ENU_MPS2[2]
 
 
 def tilt_from_specific_force(f_body_mps2: np.ndarray, f_heading_mps2: np.ndarray) -> tuple[float, float]:
@@ -33,26 +35,26 @@ def tilt_from_specific_force(f_body_mps2: np.ndarray, f_heading_mps2: np.ndarray
     return math.remainder(roll, math.tau), math.remainder(pitch, math.tau)
 
 
+def turn_rate_radps(omega_body_radps, roll_rad: float, pitch_rad: float) -> float:
+    """Rate of turn about the world vertical (rad/s) from the body rate at the given tilt (yaw does not
+    change it)."""
+    return float((quat_to_rotmat(quat_from_euler(roll_rad, pitch_rad, 0.0)) @ np.asarray(omega_body_radps))[2])
+
+
 def align_in_flight(f_body_mps2, omega_body_radps, vel_enu_mps, yaw_rad: float,
                     iterations: int = 3) -> tuple[float, float]:
     """Roll and pitch (rad) from mean specific force [3] and body rate [3] (body FLU) over a short window
     of steady flight, the ENU velocity [3] and the yaw. With no rotation it is plain levelling."""
     f_b = np.asarray(f_body_mps2, dtype=float)
-    w_b = np.asarray(omega_body_radps, dtype=float)
     v = np.asarray(vel_enu_mps, dtype=float)
     c, s = math.cos(yaw_rad), math.sin(yaw_rad)
     roll, pitch = 0.0, 0.0
     for _ in range(iterations):   # the vertical turn rate needs the tilt: two or three rounds settle it
-        turn_rate = float((quat_to_rotmat(quat_from_euler(roll, pitch, yaw_rad)) @ w_b)[2])
+        turn_rate = turn_rate_radps(omega_body_radps, roll, pitch)
         f_world = np.array([-turn_rate * v[1], turn_rate * v[0], G_MPS2])   # ψ̇ ẑ × v - g, g = -G ẑ
         f_heading = np.array([c * f_world[0] + s * f_world[1], -s * f_world[0] + c * f_world[1], f_world[2]])
         roll, pitch = tilt_from_specific_force(f_b, f_heading)
     return roll, pitch
-
-
-def turn_rate_radps(omega_body_radps, roll_rad: float, pitch_rad: float) -> float:
-    """Rate of turn about the world vertical (rad/s) from the body rate at the given tilt."""
-    return float((quat_to_rotmat(quat_from_euler(roll_rad, pitch_rad, 0.0)) @ np.asarray(omega_body_radps))[2])
 
 
 def chord_to_current(vel_chord_enu_mps, turn_rate: float, baseline_s: float) -> tuple[np.ndarray, float]:
@@ -78,7 +80,7 @@ def initial_attitude(f_body_mps2, omega_body_radps, vel_enu_mps, yaw_rad: float,
     if f_body_mps2 is None:
         return 0.0, 0.0, yaw_rad, vel_enu_mps, tilt_sigma_rad
     if vel_enu_mps is None:
-        roll, pitch = align_in_flight(f_body_mps2, np.zeros(3), np.zeros(3), yaw_rad)   # plain levelling
+        roll, pitch = align_roll_pitch(np.asarray(f_body_mps2)[None])
         turn_bank = math.atan(vel_sigma_mps * float(np.linalg.norm(omega_body_radps)) / G_MPS2)
         return roll, pitch, yaw_rad, None, max(tilt_sigma_rad, turn_bank)
     roll, pitch = align_in_flight(f_body_mps2, omega_body_radps, vel_enu_mps, yaw_rad)

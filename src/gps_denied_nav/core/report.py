@@ -21,7 +21,7 @@ import numpy as np
 
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.report_state import StateErrorSeries, StateErrorStats, StateTrack, state_error_series
-from gps_denied_nav.core.score_times import DEFAULT_MAX_GT_GAP_S, covered_by_truth, thin_to_rate
+from gps_denied_nav.core.score_times import DEFAULT_MAX_GT_GAP_S, scored_indices
 
 DEFAULT_SCORE_RATE_HZ = 10.0
 CHI2_2DOF_95 = 5.991464547107979  # 95 % quantile of chi-square with 2 degrees of freedom
@@ -155,15 +155,12 @@ def error_series(truth: GeoTrack, track: GeoTrack, frame: LocalTangentPlane,
     """
     if len(truth) == 0 or len(track) == 0:
         return ErrorSeries.empty()
-    keep = thin_to_rate(track.t_s, score_rate_hz)
+    keep = scored_indices(track.t_s, truth.t_s, score_rate_hz, max_gt_gap_s)
     t = track.t_s[keep]
-    gt_t = truth.t_s
-    inside = covered_by_truth(gt_t, t, max_gt_gap_s)
-    keep, t = keep[inside], t[inside]
     if t.size == 0:
         return ErrorSeries.empty()
     gt_enu = truth.enu_m(frame)
-    gt_at_t = np.stack([np.interp(t, gt_t, gt_enu[:, k]) for k in range(3)], axis=-1)
+    gt_at_t = np.stack([np.interp(t, truth.t_s, gt_enu[:, k]) for k in range(3)], axis=-1)
     err = track.enu_m(frame)[keep] - gt_at_t
     horizontal = np.hypot(err[:, 0], err[:, 1])
     good = np.isfinite(horizontal)  # a NavSatFix without a position carries NaN lat/lon

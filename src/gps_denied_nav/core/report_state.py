@@ -19,7 +19,7 @@ import numpy as np
 from gps_denied_nav.core.geodesy import LocalTangentPlane, frame_from_known_point
 from gps_denied_nav.core.rotations import (quat_multiply_batch, quat_to_rotmat_batch, rotmat_to_quat,
                                            rotvec_from_quat_batch)
-from gps_denied_nav.core.score_times import DEFAULT_MAX_GT_GAP_S, covered_by_truth, thin_to_rate
+from gps_denied_nav.core.score_times import DEFAULT_MAX_GT_GAP_S, scored_indices
 
 CHI2_3DOF_95 = 7.814727903251178  # 95 % quantile of chi-square with 3 degrees of freedom
 _CONJUGATE = np.array([1.0, -1.0, -1.0, -1.0])
@@ -143,8 +143,7 @@ def state_error_series(truth: StateTrack, estimate: StateTrack, score_rate_hz: f
     too little between samples for slerp to differ)."""
     if len(truth) == 0 or len(estimate) == 0:
         return StateErrorSeries.empty()
-    keep = thin_to_rate(estimate.t_s, score_rate_hz)
-    keep = keep[covered_by_truth(truth.t_s, estimate.t_s[keep], max_gt_gap_s)]
+    keep = scored_indices(estimate.t_s, truth.t_s, score_rate_hz, max_gt_gap_s)
     if keep.size == 0:
         return StateErrorSeries.empty()
     t = estimate.t_s[keep]

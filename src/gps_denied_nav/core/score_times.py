@@ -32,3 +32,10 @@ def covered_by_truth(truth_t_s: np.ndarray, t_s: np.ndarray, max_gt_gap_s: float
     lo = np.clip(hi - 1, 0, gt_t.size - 1)
     exact = gt_t[hi] == t
     return (t >= gt_t[0]) & (t <= gt_t[-1]) & (exact | (gt_t[hi] - gt_t[lo] <= max_gt_gap_s))
+
+
+def scored_indices(t_s: np.ndarray, truth_t_s: np.ndarray, rate_hz: float | None,
+                   max_gt_gap_s: float = DEFAULT_MAX_GT_GAP_S) -> np.ndarray:
+    """Indices [K] into sorted estimate stamps t_s that are scored: thinned to rate_hz, covered by truth."""
+    keep = thin_to_rate(t_s, rate_hz)
+    return keep[covered_by_truth(truth_t_s, np.asarray(t_s, dtype=float)[keep], max_gt_gap_s)]
