@@ -43,11 +43,12 @@ def cmd_simulate(args) -> int:
 
 def cmd_run(args) -> int:
     from gps_denied_nav.replay.graph import GraphHost
+    from gps_denied_nav.replay.process_host import ProcessGraphHost
 
     overrides = {"corpus_dir": args.corpus} if args.corpus else {}
     if args.use_sim_time:
         overrides["use_sim_time"] = True
-    host = GraphHost(args.params, overrides).start()
+    host = (ProcessGraphHost if args.process_per_node else GraphHost)(args.params, overrides).start()
     try:
         host.wait_until_active()
         print("graph active; Ctrl-C to stop", file=sys.stderr)
@@ -64,7 +65,8 @@ def cmd_replay(args) -> int:
     from gps_denied_nav.replay.session import replay
 
     report = replay(args.clip, args.corpus, args.out, rate=args.rate, params_file=args.params,
-                    record_debug_images=args.record_debug_images, domain_id=args.domain_id)
+                    record_debug_images=args.record_debug_images, domain_id=args.domain_id, mode=args.mode,
+                    process_per_node=args.process_per_node)
     print(json.dumps({k: v for k, v in report.to_json_dict().items() if not isinstance(v, dict)}, indent=2))
     print(f"report: {Path(args.out) / 'report.json'}")
     return 0
@@ -81,10 +83,13 @@ def cmd_demo(args) -> int:
     from gps_denied_nav.replay.demo import run_demo
 
     report = run_demo(Path(args.out), seed=args.seed, rate=args.rate, duration_s=args.duration_s, force=args.force,
-                      domain_id=args.domain_id)
+                      domain_id=args.domain_id, mode=args.mode)
     return 0 if report["pass"] else 1
 
 
+MODE_HELP = ("lockstep (default, for scoring): each frame waits until the graph is done with the previous one, so "
+             "figures do not depend on the machine's speed or load; realtime: the clip's own pace, to measure "
+             "latency and drops")
 DOMAIN_HELP = ("DDS domain of the replayed graph (default: a private random one, so a replay never mixes with a "
                "live graph; set it to watch the replay in rviz with the same ROS_DOMAIN_ID)")
 
@@ -112,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, help="params YAML (params/gps_denied_nav.yaml)")
     p.add_argument("--corpus", help="override corpus_dir of every node")
     p.add_argument("--use-sim-time", action="store_true")
+    p.add_argument("--process-per-node", action="store_true", help="each node in a process of its own, as ros2 "
+                   "launch runs them (default: one process, each node on an executor thread of its own)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", help="run the graph on a flight clip and score it")
@@ -121,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     p.add_argument("--params", help="params YAML (default: the package's params/gps_denied_nav.yaml)")
     p.add_argument("--record-debug-images", action="store_true")
+    p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep", help=MODE_HELP)
+    p.add_argument("--process-per-node", action="store_true",
+                   help="run each node in a process of its own, as ros2 launch does (default: one process)")
     p.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     p.set_defaults(func=cmd_replay)
 
@@ -135,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--duration-s", type=float, default=90.0)
     p.add_argument("--force", action="store_true", help="regenerate world, clip and corpus")
+    p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep", help=MODE_HELP)
     p.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     p.set_defaults(func=cmd_demo)
     return parser

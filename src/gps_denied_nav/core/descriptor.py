@@ -15,15 +15,12 @@ import cv2
 import numpy as np
 import torch
 
+from .errors import RuntimeUnavailable
 from .netvlad import NetVLADModel, compute_model_id
 from .rectify import FILL_VALUE
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 STANDARD_STD_DN = 50.0  # per-channel std after standardisation, about that of natural 8-bit images
-
-
-class RuntimeUnavailable(RuntimeError):
-    """The requested inference runtime cannot run on this machine."""
 
 
 def resolve_device(device: str) -> torch.device:

@@ -21,8 +21,8 @@ from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.local_features import detect_features, flann_index, match_descriptors
 from gps_denied_nav.core.pose_from_plane import PlanarPose, solve_planar_pose, tilt_of
 
-__all__ = ["MatchingConfig", "TileFeatures", "PosePrior", "MatchResult", "VisualFix", "detect_features",
-           "match_frame", "check_plausibility", "inlier_spread"]
+__all__ = ["MatchingConfig", "TileFeatures", "PosePrior", "MatchResult", "VisualFix", "QueryFeatures",
+           "detect_features", "describe_query", "match_frame", "check_plausibility", "inlier_spread"]
 
 
 @dataclass(frozen=True)
@@ -196,23 +196,44 @@ def _solve_and_reselect(K: np.ndarray, px: np.ndarray, en: np.ndarray, inl: np.n
     return pose, inl
 
 
-def match_frame(query_image: np.ndarray, K: np.ndarray, candidates: list[TileFeatures],
-                config: MatchingConfig = MatchingConfig(), ground_up_m: float = 0.0,
-                prior: PosePrior | None = None, R_body_cam: np.ndarray = R_BODY_CAM_NADIR,
-                distortion: tuple[float, ...] = ()) -> MatchResult:
-    """Camera pose and position fix of one query frame against candidate map tiles.
+@dataclass(frozen=True)
+class QueryFeatures:
+    """A query frame's features, computable before its retrieval candidates are known (by the node, beside
+    the descriptor's forward pass). kp_px [N,2] undistorted pixel coordinates, desc [N,128]."""
 
-    query_image: [H,W,3] RGB or [H,W] gray uint8. K: [3x3] intrinsics (px); distortion in OpenCV order,
-    applied to the keypoints. candidates: tiles whose kp_enu_m lie in the corpus ENU frame, with the
-    ground plane at ground_up_m (m). prior: optional attitude/altitude for the sanity checks.
-    R_body_cam: [3x3] camera mount (camera axes in body FLU) for R_world_body and the heading.
-    """
+    kp_px: np.ndarray
+    desc: np.ndarray
+    width_px: int
+    height_px: int
+    detect_ms: float  # SIFT and undistortion
+
+
+def describe_query(query_image: np.ndarray, K: np.ndarray, config: MatchingConfig = MatchingConfig(),
+                   distortion: tuple[float, ...] = ()) -> QueryFeatures:
+    """SIFT of a query frame [H,W,3] RGB or [H,W] gray uint8, keypoints undistorted (OpenCV order)."""
     t0 = time.perf_counter()
     height_px, width_px = query_image.shape[:2]
     kp, desc = detect_features(query_image, config.max_features, root_sift=config.root_sift)
     if len(distortion) and len(kp):
         kp = cv2.undistortPoints(kp.reshape(-1, 1, 2), K, np.asarray(distortion, float), P=K).reshape(-1, 2)
-    detect_ms, match_ms, homography_ms = 1e3 * (time.perf_counter() - t0), 0.0, 0.0
+    return QueryFeatures(kp, desc, width_px, height_px, 1e3 * (time.perf_counter() - t0))
+
+
+def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: list[TileFeatures],
+                config: MatchingConfig = MatchingConfig(), ground_up_m: float = 0.0,
+                prior: PosePrior | None = None, R_body_cam: np.ndarray = R_BODY_CAM_NADIR,
+                distortion: tuple[float, ...] = ()) -> MatchResult:
+    """Camera pose and position fix of one query frame against candidate map tiles.
+
+    query: [H,W,3] RGB or [H,W] gray uint8, or its ``describe_query`` features. K: [3x3] intrinsics (px);
+    distortion in OpenCV order, applied to the keypoints (ignored with features: they are undistorted).
+    candidates: tiles whose kp_enu_m lie in the corpus ENU frame, with the ground plane at ground_up_m (m).
+    prior: optional attitude/altitude for the sanity checks.
+    R_body_cam: [3x3] camera mount (camera axes in body FLU) for R_world_body and the heading.
+    """
+    features = query if isinstance(query, QueryFeatures) else describe_query(query, K, config, distortion)
+    kp, desc, width_px, height_px = features.kp_px, features.desc, features.width_px, features.height_px
+    detect_ms, match_ms, homography_ms = features.detect_ms, 0.0, 0.0
     if len(kp) < config.min_inliers:
         return MatchResult(False, f"too few query features: {len(kp)}", (), len(kp), detect_ms, 0.0, 0.0, 0.0)
 

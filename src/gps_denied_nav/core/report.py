@@ -15,7 +15,7 @@ position are scored too (``report_state``), over the same window and at the same
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -223,6 +223,7 @@ class ReplayReport:
     enu_origin: LocalTangentPlane | None
     state: StateErrorStats = StateErrorStats.empty()  # velocity/attitude/3-D position over the scored window
     state_whole_flight: StateErrorStats = StateErrorStats.empty()
+    extras: dict = field(default_factory=dict)  # replay context (mode, stage timing, machine), appended as is
 
     def to_json_dict(self) -> dict:
         """The report.json object: contract keys first, then extras; NaN/inf become null (strict JSON)."""
@@ -250,6 +251,7 @@ class ReplayReport:
             "yaw_rmse_deg": st.yaw_rmse_deg, "nees_attitude_mean": st.nees_attitude_mean,
             "nees_position_3d_mean": st.nees_position_3d_mean,
             "state_scoring": {**asdict(st), "whole_flight": asdict(self.state_whole_flight)},
+            **self.extras,
         })
 
 
@@ -260,8 +262,9 @@ def score_replay(ground_truth: GeoTrack, estimates: GeoTrack, fixes: GeoTrack, f
                  estimate_states: StateTrack | None = None) -> ReplayReport:
     """Score a replay. Any track may be empty; the metrics it feeds are then NaN (null in JSON).
 
-    image_stamp_s [L] / published_s [L]: per latency record (one per published fix), the image's exposure
-    stamp and the time the fix was published, on one clock (sim time in a replay). Visual fixes are scored
+    image_stamp_s [L] / published_s [L]: per latency record (one per published fix), when its image went
+    out and when the fix was published, on one clock (the wall clock in a replay: image published by the
+    player -> fix received by the recorder). Visual fixes are scored
     over the whole flight, each at its own stamp (they do not depend on GNSS). The ENU origin is the first
     ground-truth sample. truth_states (ground-truth odometry) and estimate_states (the filter's odometry, with
     covariances) add the velocity/attitude/3-D position scores; without either they are NaN.

@@ -28,12 +28,13 @@ from gps_denied_nav.core.eskf_alignment import initial_attitude
 from gps_denied_nav.core.imu_gaps import ImuGapMonitor
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.rotations import quat_from_euler
+from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import require_finite, stamp_to_s
 from gps_denied_nav.nodes.eskf_outputs import (diagnostics_values, fix_covariance_enu_m2, navsatfix_msg, odometry_msg,
                                                origin_msg, transform_msg)
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.stage_node import StageNode
+from gps_denied_nav.nodes.stage_node import StageNode, StageParams
 from gps_denied_nav_interfaces.msg import VisualFix
 
 _NOISE = ProcessNoise()
@@ -44,7 +45,7 @@ _FILTER = EskfConfig()
 
 
 @dataclass(frozen=True)
-class EskfParams:
+class EskfParams(StageParams):
     origin_lat_deg: float = math.nan  # map frame origin; NaN: the first GNSS (or visual) fix
     origin_lon_deg: float = math.nan
     origin_alt_m: float = math.nan
@@ -106,6 +107,7 @@ class EskfNode(StageNode):
                 self.get_logger().info("tf2_ros is not installed: map -> base_link goes out on odometry only")
         # Deep IMU queue: replayed at speed, a shallow one loses samples (ros2-on-pip.md).
         self.subscribe(Imu, names.IMU, self._on_imu, depth=2000)
+        self.enable_timing("eskf")
         self.subscribe(VisualFix, names.VISUAL_FIX, self._on_visual_fix, depth=20)
         self.subscribe(FluidPressure, names.BARO, self._on_baro, depth=50)
         self.subscribe(NavSatFix, names.GNSS_FIX, self._on_gnss, depth=20)
@@ -185,11 +187,20 @@ class EskfNode(StageNode):
     def _on_visual_fix(self, msg: VisualFix) -> None:
         if not self.active:
             return
+        timer, outcome = FrameTimer(), "callback_error"
+        try:
+            outcome = self._fuse_visual_fix(msg)
+        finally:
+            timer.mark("fusion")  # rollback to the exposure stamp, update, replay of the stored IMU
+            self.finish_frame(msg.header, timer, outcome, forwarded=False)
+
+    def _fuse_visual_fix(self, msg: VisualFix) -> str:
+        """Fuse one fix; returns how it ended (the filter's outcome, or what was done instead)."""
         cov = np.asarray(msg.position_covariance_enu_m2, dtype=float).reshape(3, 3)
         values = (msg.latitude_deg, msg.longitude_deg, msg.altitude_m, msg.heading_rad, *cov.ravel())
         if not all(math.isfinite(v) for v in values) or np.any(np.linalg.eigvalsh(cov) <= 0.0):
             self.status.drop("bad_visual_fix", "NaN or non-positive-definite covariance")
-            return
+            return "bad_visual_fix"
         self.status.count("visual_fixes_received")
         self._ensure_frame(msg.latitude_deg, msg.longitude_deg, msg.altitude_m)
         stamp_s = stamp_to_s(msg.header.stamp)
@@ -198,15 +209,16 @@ class EskfNode(StageNode):
             # No GNSS ever: position and heading from the fix, velocity unknown (any UAV airspeed).
             self._initialize(stamp_s, pos, None, msg.heading_rad, vel_sigma_mps=15.0,
                              pos_sigma_m=float(np.sqrt(np.max(np.linalg.eigvalsh(cov)))))
-            return
+            return "initialised"
         if self.filter.needs_reinit and msg.inliers >= self.params.reinit_min_inliers:
             self.get_logger().warning(f"re-initialising position from a {msg.inliers}-inlier visual fix "
                                       f"({self.filter.reinit_reason.value})")
             # Heading from the fix, velocity and tilt loosened: divergence has spoilt them too.
-            self._log_outcome(self.filter.reinitialize_position(
+            outcome = self.filter.reinitialize_position(
                 stamp_s, pos, cov, yaw_rad=msg.heading_rad, yaw_var_rad2=msg.heading_variance_rad2,
-                vel_sigma_mps=self.params.reinit_velocity_sigma_mps, tilt_sigma_rad=self.params.reinit_tilt_sigma_rad))
-            return
+                vel_sigma_mps=self.params.reinit_velocity_sigma_mps, tilt_sigma_rad=self.params.reinit_tilt_sigma_rad)
+            self._log_outcome(outcome)
+            return f"reinitialised_{outcome.status.value}"
         if self._aligns_heading(msg):
             # A coarse heading (GNSS course) meets a precise one: fuse the position, then set the heading
             # by a reset instead of a linear update that would leak the correction into roll/pitch.
@@ -216,8 +228,10 @@ class EskfNode(StageNode):
                 self.get_logger().info(f"heading aligned on a {msg.inliers}-inlier visual fix (heading 1σ was "
                                        f"{math.degrees(self.filter.yaw_sigma_rad):.1f} deg)")
                 self._log_outcome(self.filter.reset_heading(stamp_s, msg.heading_rad, msg.heading_variance_rad2))
-            return
-        self._log_outcome(self.filter.update_visual_fix(stamp_s, pos, cov, msg.heading_rad, msg.heading_variance_rad2))
+            return outcome.status.value
+        outcome = self.filter.update_visual_fix(stamp_s, pos, cov, msg.heading_rad, msg.heading_variance_rad2)
+        self._log_outcome(outcome)
+        return outcome.status.value
 
     # --- helpers ---------------------------------------------------------------------------------
     def _aligns_heading(self, msg: VisualFix) -> bool:

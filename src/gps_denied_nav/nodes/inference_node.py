@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,17 +18,19 @@ from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.rectify import rectify_to_north_up
+from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.stage_node import StageNode, require_corpus_dir
+from gps_denied_nav.core.threads import ThreadBudget
+from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import GlobalDescriptor
 
 
 @dataclass(frozen=True)
-class InferenceParams:
+class InferenceParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus; its model.pt is the model used here
     device: str = "auto"  # auto | cpu | cuda | tensorrt (tensorrt is detected, engines are built on the Jetson)
     rectify: bool = True  # warp frames north-up/nadir with the filter attitude before describing them
@@ -37,6 +38,9 @@ class InferenceParams:
     frame_stride: int = 1  # describe every n-th frame
     max_attitude_age_s: float = 0.5  # newest filter attitude must be this close to the exposure stamp
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
+    torch_threads: int = 1  # intra-op threads of the forward pass (process-wide; more than the free cores spins)
+    torch_interop_threads: int = 1  # torch's inter-op pool (one model, batch 1: nothing to run beside it)
+    opencv_threads: int = 1  # rectification warps (process-wide, shared with matching_node when composed)
 
 
 class InferenceNode(StageNode):
@@ -53,13 +57,19 @@ class InferenceNode(StageNode):
         self.R_body_cam = camera_mount_rotation(tuple(self.params.camera_mount_rpy_deg))
         self._frame_count = 0
         self.pub = self.publisher(GlobalDescriptor, names.DESCRIPTOR)
-        self.worker = LatestWorker("inference", self._describe, lambda: self.status.count("skipped_busy"),
-                                   lambda e: self.status.drop("inference_error", e))
+        self.enable_timing("inference")
+        self.worker = LatestWorker("inference", self._describe, self._on_skip,
+                                   self._on_error)
         self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
         self.track_attitude()
         self.subscribe(NavSatFix, names.FIX, self._on_fix)
         self.get_logger().info(f"model {self.extractor.model_id} on {self.extractor.device}")
+
+    def thread_budget(self) -> ThreadBudget:
+        p = self.params
+        return ThreadBudget(torch_intra_op=p.torch_threads, torch_inter_op=p.torch_interop_threads,
+                            opencv=p.opencv_threads, blas=p.blas_threads)
 
     def release_stage(self) -> None:
         if hasattr(self, "worker"):
@@ -75,19 +85,32 @@ class InferenceNode(StageNode):
     def _on_image(self, msg: Image) -> None:
         if not self.active:
             return
+        timer = FrameTimer()
         self.status.count("frames_received")
         self._frame_count += 1
         if (self._frame_count - 1) % max(1, self.params.frame_stride):
+            self.finish_frame(msg.header, timer, "frame_stride", forwarded=False)
             return
         try:
             rgb = image_to_rgb(msg)
         except ValueError as exc:
             self.status.drop("bad_image", exc)
+            self.finish_frame(msg.header, timer, "bad_image", forwarded=False)
             return
-        self.worker.submit((msg.header, rgb))
+        timer.mark("decode")
+        self.worker.submit((msg.header, rgb, timer))
+
+    def _on_skip(self, item) -> None:
+        self.status.count("skipped_busy")
+        self.finish_frame(item[0], item[2], "skipped_busy", forwarded=False)
+
+    def _on_error(self, item, exc: Exception) -> None:
+        self.status.drop("inference_error", exc)
+        self.finish_frame(item[0], item[2], "inference_error", forwarded=False)
 
     def _describe(self, item) -> None:
-        header, rgb = item
+        header, rgb, timer = item
+        timer.mark("queue_wait")
         stamp_s = stamp_to_s(header.stamp)
         query, rectified = rgb, False
         if self.params.rectify and self.poses.empty:
@@ -96,25 +119,30 @@ class InferenceNode(StageNode):
             self.status.count("unrectified_cold_start")
         elif self.params.rectify:
             q = self.poses.lookup(stamp_s, self.params.max_attitude_age_s, wait_s=self.params.max_attitude_age_s)
+            timer.mark("attitude_wait")
             altitude_agl_m = self.poses.altitude_m - self.ground_alt_m
             if q is None or self.intrinsics is None or not altitude_agl_m > 1.0:
                 self.status.count("waiting_for_attitude")
+                self.finish_frame(header, timer, "waiting_for_attitude", forwarded=False)
                 return
             if (self.intrinsics.width_px, self.intrinsics.height_px) != (rgb.shape[1], rgb.shape[0]):
                 self.status.drop("camera_info_mismatch", f"image {rgb.shape[1]}x{rgb.shape[0]} vs camera_info "
                                  f"{self.intrinsics.width_px}x{self.intrinsics.height_px}")
+                self.finish_frame(header, timer, "camera_info_mismatch", forwarded=False)
                 return
             size_px = int(round(self.params.query_footprint_m / self.query_gsd_m))
             query, _valid, _offset = rectify_to_north_up(rgb, self.intrinsics.K, quat_to_rotmat(q) @ self.R_body_cam,
                                                          altitude_agl_m, self.query_gsd_m, size_px)
             rectified = True
-        t0 = time.perf_counter()
+            timer.mark("rectify")
         descriptor = self.extractor.describe(query[None])[0]
-        inference_ms = 1e3 * (time.perf_counter() - t0)
+        inference_ms = timer.mark("forward")
         out = GlobalDescriptor(header=header, model_id=self.extractor.model_id, rectified=rectified,
                                footprint_m=float(self.params.query_footprint_m), inference_ms=inference_ms)
         out.descriptor = array.array("f", descriptor.astype(np.float32).tobytes())
         self.pub.publish(out)
+        timer.mark("publish")
+        self.finish_frame(header, timer)
         self.status.count("descriptors_published")
         self.status.set("inference_ms", inference_ms)
 

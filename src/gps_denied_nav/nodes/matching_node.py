@@ -7,7 +7,6 @@ short cache, so retrieval and matching need no message synchroniser.
 """
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -18,10 +17,12 @@ from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.matching import MatchingConfig, PosePrior, TileFeatures, match_frame
 from gps_denied_nav.core.rotations import quat_to_rotmat
+from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.stage_node import StageNode, require_corpus_dir
+from gps_denied_nav.core.threads import ThreadBudget
+from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import RetrievalCandidates, VisualFix
 
@@ -30,7 +31,7 @@ _MATCH = MatchingConfig()
 
 
 @dataclass(frozen=True)
-class MatchingParams:
+class MatchingParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus with precomputed tile features
     candidates_to_match: int = 3  # best retrieval candidates tried per frame
     max_features: int = _MATCH.max_features  # SIFT features detected on the query
@@ -43,6 +44,7 @@ class MatchingParams:
     max_tilt_deg: float = _MATCH.max_tilt_deg  # implausible attitude beyond this
     image_cache_size: int = 20  # frames kept while their candidates are on the way
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
+    opencv_threads: int = 1  # SIFT, FLANN, USAC (process-wide, shared with inference_node when composed)
 
 
 class MatchingNode(StageNode):
@@ -62,12 +64,15 @@ class MatchingNode(StageNode):
         self.R_body_cam = camera_mount_rotation(tuple(p.camera_mount_rpy_deg))
         self.images: OrderedDict[float, np.ndarray] = OrderedDict()
         self.pub = self.publisher(VisualFix, names.VISUAL_FIX)
-        self.worker = LatestWorker("matching", self._match, lambda: self.status.count("skipped_busy"),
-                                   lambda e: self.status.drop("matching_error", e))
+        self.enable_timing("matching")
+        self.worker = LatestWorker("matching", self._match, self._on_skip, self._on_error)
         self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
         self.subscribe(RetrievalCandidates, names.CANDIDATES, self._on_candidates)
         self.track_attitude()  # a pose whose tilt disagrees with the filter's is a wrong match
+
+    def thread_budget(self) -> ThreadBudget:
+        return ThreadBudget(opencv=self.params.opencv_threads, blas=self.params.blas_threads)
 
     def release_stage(self) -> None:
         if hasattr(self, "worker"):
@@ -90,32 +95,49 @@ class MatchingNode(StageNode):
     def _on_candidates(self, msg: RetrievalCandidates) -> None:
         if not self.active:
             return
+        timer = FrameTimer()
         self.status.count("candidates_received")
         rgb = self.images.get(stamp_to_s(msg.header.stamp))
         if rgb is None:
             self.status.drop("no_frame_for_candidates", "frame left the cache before its candidates arrived")
+            self.finish_frame(msg.header, timer, "no_frame_for_candidates", forwarded=False)
             return
         if self.intrinsics is None:
             self.status.count("waiting_for_camera_info")
+            self.finish_frame(msg.header, timer, "waiting_for_camera_info", forwarded=False)
             return
         if not msg.candidates:
             self.status.count("no_candidates")
+            self.finish_frame(msg.header, timer, "no_candidates", forwarded=False)
             return
-        self.worker.submit((msg, rgb, self.intrinsics))
+        self.worker.submit((msg, rgb, self.intrinsics, timer))
+
+    def _on_skip(self, item) -> None:
+        self.status.count("skipped_busy")
+        self.finish_frame(item[0].header, item[3], "skipped_busy", forwarded=False)
+
+    def _on_error(self, item, exc: Exception) -> None:
+        self.status.drop("matching_error", exc)
+        self.finish_frame(item[0].header, item[3], "matching_error", forwarded=False)
 
     def _match(self, item) -> None:
-        msg, rgb, intrinsics = item
-        t0 = time.perf_counter()
+        msg, rgb, intrinsics, timer = item
+        timer.mark("queue_wait")
         candidates = []
         for cand in msg.candidates[: self.params.candidates_to_match]:
             kp_enu_m, desc = self.corpus.tile_features(cand.index)
             candidates.append(TileFeatures(cand.tile_id, kp_enu_m, desc, cand.score))
         q = self.poses.lookup(stamp_to_s(msg.header.stamp), tolerance_s=0.5)
         prior = None if q is None else PosePrior(R_world_body=quat_to_rotmat(q))
+        timer.mark("tile_features")
         result = match_frame(rgb, intrinsics.K, candidates, self.config, ground_up_m=self.corpus.ground_up_m,
                              prior=prior, R_body_cam=self.R_body_cam, distortion=intrinsics.distortion)
+        matching_ms = timer.mark_parts({"sift": result.detect_ms, "descriptor_match": result.match_ms,
+                                        "homography": result.homography_ms, "pose": result.pose_ms}, "match_other")
         if not result.accepted:
-            self.status.count(f"rejected_{result.reason.split(':')[0].replace(' ', '_')}")
+            reason = f"rejected_{result.reason.split(':')[0].replace(' ', '_')}"
+            self.status.count(reason)
+            self.finish_frame(msg.header, timer, reason, forwarded=False)
             return
         lat, lon, alt = self.corpus.frame.to_geodetic(result.cam_pos_enu_m)
         fix = VisualFix(header=msg.header, latitude_deg=float(lat), longitude_deg=float(lon), altitude_m=float(alt),
@@ -123,10 +145,12 @@ class MatchingNode(StageNode):
                         tile_id=result.tile_id, inliers=int(result.inliers), inlier_ratio=float(result.inlier_ratio),
                         reprojection_rmse_px=float(result.reprojection_rmse_px),
                         retrieval_score=float(next(c.score for c in msg.candidates if c.tile_id == result.tile_id)),
-                        matching_ms=1e3 * (time.perf_counter() - t0))
+                        matching_ms=matching_ms)
         fix.header.frame_id = names.MAP_FRAME
         fix.position_covariance_enu_m2 = [float(v) for v in np.asarray(result.cov_pos_enu_m2).ravel()]
         self.pub.publish(fix)
+        timer.mark("publish")
+        self.finish_frame(msg.header, timer)
         self.status.count("fixes_published")
         self.status.set("inliers", int(result.inliers))
         self.status.set("matching_ms", fix.matching_ms)

@@ -27,6 +27,7 @@ DESCRIPTOR = "/gps_denied_nav/descriptor"
 CANDIDATES = "/gps_denied_nav/retrieval/candidates"
 DEBUG_IMAGE = "/gps_denied_nav/retrieval/debug_image"
 MARKERS = "/gps_denied_nav/retrieval/markers"
+STAGE_TIMING = "/gps_denied_nav/timing"  # StageTiming: one record per frame and stage
 DIAGNOSTICS = "/diagnostics"
 
 MAP_FRAME = "map"

@@ -8,7 +8,6 @@ in ``map`` and a mosaic of the query beside its top-K tiles.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,16 +19,18 @@ from visualization_msgs.msg import MarkerArray
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.retrieval import search
+from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.stage_node import StageNode, require_corpus_dir
+from gps_denied_nav.core.threads import ThreadBudget
+from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
 from gps_denied_nav.nodes.retrieval_views import MosaicSource, candidate_markers
 from gps_denied_nav_interfaces.msg import GlobalDescriptor, RetrievalCandidates, TileCandidate
 
 
 @dataclass(frozen=True)
-class RetrievalParams:
+class RetrievalParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus (index.faiss, tiles.json, manifest.json)
     top_k: int = 5  # candidates handed to matching
     prior_sigma_scale: float = 3.0  # search radius = scale * horizontal sigma + half a tile
@@ -38,6 +39,7 @@ class RetrievalParams:
     max_prior_age_s: float = 5.0  # an older fused fix is no prior
     publish_debug_image: bool = True  # query beside its top-K tiles, for rviz
     debug_thumbnail_px: int = 160
+    faiss_threads: int = 1  # FAISS's OpenMP pool (process-wide); a flat search of ~1000 tiles takes < 1 ms on one
 
 
 class RetrievalNode(StageNode):
@@ -54,6 +56,7 @@ class RetrievalNode(StageNode):
         self.map_frame: LocalTangentPlane | None = None
         self.images: dict[float, np.ndarray] = {}
         self.pub = self.publisher(RetrievalCandidates, names.CANDIDATES)
+        self.enable_timing("retrieval")
         self.debug_pub = self.publisher(Image, names.DEBUG_IMAGE, depth=2)
         self.marker_pub = self.publisher(MarkerArray, names.MARKERS, depth=2)
         self.subscribe(GlobalDescriptor, names.DESCRIPTOR, self._on_descriptor)
@@ -64,6 +67,9 @@ class RetrievalNode(StageNode):
             self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.srv = self.create_service(SetBool, "~/set_global_search", self._on_set_global)
         self.get_logger().info(f"corpus {self.params.corpus_dir}: {self.corpus.num_tiles} tiles")
+
+    def thread_budget(self) -> ThreadBudget:
+        return ThreadBudget(faiss=self.params.faiss_threads, blas=self.params.blas_threads)
 
     def release_stage(self) -> None:
         if hasattr(self, "srv"):
@@ -114,18 +120,21 @@ class RetrievalNode(StageNode):
     def _on_descriptor(self, msg: GlobalDescriptor) -> None:
         if not self.active:
             return
+        timer = FrameTimer()
         self.status.count("descriptors_received")
         query = np.frombuffer(msg.descriptor, dtype=np.float32)
         if msg.model_id != self.corpus.model_id or query.size != self.corpus.descriptor_dim:
             self.status.drop("model_mismatch", f"descriptor from '{msg.model_id}' ({query.size}-d), corpus expects "
                              f"'{self.corpus.model_id}' ({self.corpus.descriptor_dim}-d)")
+            self.finish_frame(msg.header, timer, "model_mismatch", forwarded=False)
             return
         if not np.all(np.isfinite(query)):
             self.status.drop("bad_descriptor", "NaN in descriptor")
+            self.finish_frame(msg.header, timer, "bad_descriptor", forwarded=False)
             return
         stamp_s = stamp_to_s(msg.header.stamp)
         radius = self._prior_radius(stamp_s)
-        t0 = time.perf_counter()
+        timer.mark("decode")
         if radius is None:
             result = search(self.corpus.index, query, self.params.top_k)
         else:
@@ -133,7 +142,7 @@ class RetrievalNode(StageNode):
                             np.array(self.prior[1:3]), radius)
         out = RetrievalCandidates(header=msg.header, global_search=result.global_search,
                                   prior_radius_m=0.0 if result.global_search else float(radius),
-                                  search_ms=1e3 * (time.perf_counter() - t0))
+                                  search_ms=timer.mark("search"))
         for index, score in zip(result.indices, result.scores):
             tile = self.corpus.tiles[int(index)]
             out.candidates.append(TileCandidate(
@@ -142,6 +151,8 @@ class RetrievalNode(StageNode):
                 east_min_m=tile.east_min_m, north_min_m=tile.north_min_m,
                 east_max_m=tile.east_max_m, north_max_m=tile.north_max_m))
         self.pub.publish(out)
+        timer.mark("publish")
+        timer.done()
         self.status.count("global_searches" if result.global_search else "prior_searches")
         self.status.set("search_ms", out.search_ms)
         if self.map_frame is not None:
@@ -149,6 +160,8 @@ class RetrievalNode(StageNode):
         query_rgb = self.images.get(stamp_s)
         if self.params.publish_debug_image and query_rgb is not None:
             self.debug_pub.publish(self.mosaic.mosaic_msg(out, query_rgb, self.params.debug_thumbnail_px))
+        timer.mark("debug_views")  # after the candidates went out: rviz views never delay matching
+        self.finish_frame(msg.header, timer)
 
 
 def main(args=None) -> None:

@@ -9,6 +9,7 @@ base class); ``on_cleanup`` and ``on_shutdown`` release everything ``configure_s
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass
 
 import numpy as np
 from nav_msgs.msg import Odometry
@@ -16,20 +17,32 @@ from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo
 
-from gps_denied_nav.core.corpus import CorpusError
-from gps_denied_nav.core.descriptor import RuntimeUnavailable
+from gps_denied_nav.core.errors import RuntimeUnavailable
+from gps_denied_nav.core.stage_timing import FrameTimer, RollingTimings
+from gps_denied_nav.core.threads import ThreadBudget, apply_thread_budget, describe
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.attitude_buffer import PoseBuffer
 from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics, quat_msg_to_wxyz, stamp_to_s
 from gps_denied_nav.nodes.diagnostics import NodeStatus
 from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav_interfaces.msg import StageTiming
 
-# What a bad file or parameter raises while configuring; anything else is a bug and propagates.
-CONFIGURE_ERRORS = (CorpusError, RuntimeUnavailable, FileNotFoundError, ValueError, OSError)
+# What a bad file or parameter raises while configuring (CorpusError and CheckpointError are ValueErrors);
+# anything else is a bug and propagates. Nothing here may import torch or FAISS: the filter's process
+# would carry them for nothing.
+CONFIGURE_ERRORS = (RuntimeUnavailable, FileNotFoundError, ValueError, OSError)
+
+
+@dataclass(frozen=True)
+class StageParams:
+    """Parameters every stage node has (each node's dataclass extends it): its share of the thread budget."""
+
+    executor_threads: int = 1  # callbacks only convert and hand over; heavy work runs on the node's worker
+    blas_threads: int = 1  # numpy/scipy BLAS pools (process-wide); the filter's 16x16 products gain nothing from more
 
 
 class StageNode(LifecycleNode):
-    params_cls: type  # the node's frozen parameter dataclass
+    params_cls: type  # the node's frozen parameter dataclass, a StageParams
 
     def __init__(self, node_name: str, **kwargs):
         super().__init__(node_name, **kwargs)
@@ -47,12 +60,17 @@ class StageNode(LifecycleNode):
     def release_stage(self) -> None:
         """Release what configure_stage made besides publishers and subscriptions (workers, models)."""
 
+    def thread_budget(self) -> ThreadBudget:
+        """The threads of the libraries this node uses, from its parameters (nodes add theirs)."""
+        return ThreadBudget(blas=self.params.blas_threads)
+
     # --- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         self.params = read_parameters(self, self.params_cls)
         self.status = NodeStatus(self)
         self.intrinsics = None
         try:
+            self._apply_thread_budget()
             self.configure_stage()
         except CONFIGURE_ERRORS as exc:
             self.get_logger().error(f"configure failed: {exc}")
@@ -77,6 +95,12 @@ class StageNode(LifecycleNode):
         self.active = False
         self._release()
         return TransitionCallbackReturn.SUCCESS
+
+    def _apply_thread_budget(self) -> None:
+        in_force, warnings = apply_thread_budget(self.thread_budget(), self.get_name())
+        for warning in warnings:
+            self.get_logger().warning(warning)
+        self.status.set("threads", describe(in_force))
 
     def _release(self) -> None:
         self.release_stage()
@@ -107,6 +131,24 @@ class StageNode(LifecycleNode):
     def publisher(self, msg_type, topic: str, depth: int = 10, qos: QoSProfile | None = None):
         self._pubs.append(self.create_lifecycle_publisher(msg_type, topic, qos or QoSProfile(depth=depth)))
         return self._pubs[-1]
+
+    def enable_timing(self, stage: str) -> None:
+        """Publish a StageTiming record for every frame this stage handles (``finish_frame``), and the
+        rolling p50/p95 of its steps on /diagnostics. Reliable and deep: a lockstep replay waits on them."""
+        self._stage = stage
+        self._timings = RollingTimings()
+        self._timing_pub = self.publisher(StageTiming, names.STAGE_TIMING, depth=100)
+        self.status.add_source(self._timings.summary)
+
+    def finish_frame(self, header, timer: FrameTimer, outcome: str = "forwarded", forwarded: bool = True) -> None:
+        """The frame stamped ``header.stamp`` is done here: forwarded to the next stage, or ended for ``outcome``."""
+        if not forwarded:
+            timer.done()
+        self._timings.add(timer.steps)
+        self._timing_pub.publish(StageTiming(
+            header=header, stage=self._stage, outcome=outcome, forwarded=forwarded,
+            received_wall_s=timer.received_wall_s, done_wall_s=timer.done_wall_s,
+            step_names=list(timer.steps), step_ms=[float(v) for v in timer.steps.values()]))
 
     def track_attitude(self) -> None:
         """Keep the filter's recent attitudes in ``self.poses`` (looked up at camera exposure stamps)."""

@@ -2,8 +2,8 @@
 
 Subscription callbacks must return quickly, or they stall the executor for every other callback.
 They hand their frame to this worker instead; if a newer frame arrives before the worker gets to the
-previous one, the older frame is dropped (and counted): a navigation fix from a stale frame is worth
-less than keeping up with the camera.
+previous one, the older frame is dropped (``on_skip`` gets it, to count and report it): a navigation fix
+from a stale frame is worth less than keeping up with the camera.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 
 class LatestWorker:
-    def __init__(self, name: str, process: Callable[[Any], None], on_skip: Callable[[], None],
-                 on_error: Callable[[Exception], None]):
+    def __init__(self, name: str, process: Callable[[Any], None], on_skip: Callable[[Any], None],
+                 on_error: Callable[[Any, Exception], None]):
         self._process = process
         self._on_skip = on_skip
         self._on_error = on_error
@@ -27,7 +27,7 @@ class LatestWorker:
     def submit(self, item: Any) -> None:
         with self._cv:
             if self._item is not None:
-                self._on_skip()
+                self._on_skip(self._item)
             self._item = item
             self._cv.notify()
 
@@ -48,7 +48,7 @@ class LatestWorker:
             try:
                 self._process(item)
             except Exception as exc:  # one bad frame must not kill the worker
-                self._on_error(exc)
+                self._on_error(item, exc)
             finally:
                 with self._cv:
                     self._busy = False

@@ -6,12 +6,14 @@ import json
 import time
 from pathlib import Path
 
-FIX_RATE_MIN = 0.5
-RMSE_MAX_M = 10.0
+# The gate: in lockstep the demo's figures do not depend on the machine (measured 0.97-0.99 and 0.05-0.07 m
+# on 2 cores, also with another process spinning on one of them); realtime on a slow machine drops frames.
+FIX_RATE_MIN = 0.9
+RMSE_MAX_M = 0.5
 
 
 def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90.0, force: bool = False,
-             domain_id: int | None = None) -> dict:
+             domain_id: int | None = None, mode: str = "lockstep") -> dict:
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
     from gps_denied_nav.core.map_raster import load_geotiff
     from gps_denied_nav.replay.session import print_progress, replay
@@ -43,8 +45,8 @@ def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90
                   progress=lambda stage, d, t: print_progress(f"provision: {stage}", d, t))
     stamp_file.write_text(json.dumps(inputs))
     prepare_s = time.monotonic() - t0
-    print(f"[demo] replaying {clip} at rate {rate}")
-    report = replay(clip, corpus, out / "replay", rate=rate, domain_id=domain_id).to_json_dict()
+    print(f"[demo] replaying {clip} at rate {rate}, {mode}")
+    report = replay(clip, corpus, out / "replay", rate=rate, domain_id=domain_id, mode=mode).to_json_dict()
     ok = (report["fix_rate"] or 0.0) >= FIX_RATE_MIN and (report["rmse_m"] or float("inf")) <= RMSE_MAX_M
     report["pass"] = ok
     print(f"[demo] preparation {prepare_s:.1f} s, replay {report['wall_s']:.1f} s")

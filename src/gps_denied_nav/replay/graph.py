@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import Executor
 from rclpy.node import Node
+
+from gps_denied_nav.nodes.node_main import make_executor
 
 
 def ros_args(params_file: str | Path | None, overrides: dict[str, object] | None = None) -> list[str]:
@@ -59,7 +61,7 @@ class GraphHost:
         rclpy.init(args=ros_args(params_file, overrides), domain_id=domain_id)
         self.graph_nodes = [EskfNode(), InferenceNode(), RetrievalNode(), MatchingNode()]
         self.manager = LifecycleManager()
-        self._executors: list[tuple[Node, SingleThreadedExecutor]] = []
+        self._executors: list[tuple[Node, Executor]] = []
         self._threads: list[threading.Thread] = []
         for node in [*self.graph_nodes, self.manager]:
             self.add_node(node)
@@ -68,9 +70,7 @@ class GraphHost:
         """Host one more node (a player, a recorder); only before ``start``."""
         if self._threads:
             raise RuntimeError("add nodes before start()")
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        self._executors.append((node, executor))
+        self._executors.append((node, make_executor(node)))
 
     def start(self) -> GraphHost:
         for node, executor in self._executors:

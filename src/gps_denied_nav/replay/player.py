@@ -4,6 +4,11 @@
 Messages go out as raw CDR bytes (no deserialisation: ~600 images/s), paced in wall time by ``rate``;
 /clock follows every message so nodes running with ``use_sim_time`` see the recorded time. Pacing
 matters: at full speed DDS subscribers drop IMU samples (ros2-on-pip.md).
+
+With a ``FrameGate`` (lockstep mode) the player holds each camera frame until the graph has finished the
+previous one; the clock stands still meanwhile and the pacing resumes from there, so every stage sees
+the clip as if the machine were infinitely fast. Without one (realtime mode) the clip plays at its own
+pace whatever the graph keeps up with. The wall time each image went out is kept for latency.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from rosgraph_msgs.msg import Clock
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp
 from gps_denied_nav.replay.bag_types import typestore
+from gps_denied_nav.replay.lockstep import FrameGate, header_stamp_s
 
 
 def message_class(msgtype: str):
@@ -31,7 +37,8 @@ def message_class(msgtype: str):
 
 class BagPlayer:
     def __init__(self, node: Node, bag_path: str | Path, rate: float = 1.0,
-                 progress: Callable[[float, float], None] | None = None, clock_rate_hz: float = 50.0):
+                 progress: Callable[[float, float], None] | None = None, clock_rate_hz: float = 50.0,
+                 gate: FrameGate | None = None):
         if rate <= 0:
             raise ValueError(f"replay rate must be > 0, got {rate}")
         self.bag_path = Path(bag_path)
@@ -40,6 +47,8 @@ class BagPlayer:
         self._node = node
         self._rate = rate
         self._progress = progress
+        self._gate = gate
+        self.image_published_wall_s: dict[float, float] = {}  # exposure stamp -> time.time() at publishing
         # /clock at a fixed rate, as `ros2 bag play --clock` does: every node with use_sim_time takes
         # each /clock message, so one per bag message (~300/s here) would swamp the executors.
         self._clock_period_s = 1.0 / clock_rate_hz
@@ -70,20 +79,29 @@ class BagPlayer:
             time.sleep(1.0)
             wall0 = time.monotonic()
             next_clock_s = -float("inf")
+            last_frame_s = None
             for conn, stamp_ns, raw in reader.messages(connections=conns):
                 if self._stop.is_set():
                     break
                 t_s = stamp_ns * 1e-9
+                is_image = conn.topic == names.IMAGE
+                if is_image and self._gate is not None and last_frame_s is not None:
+                    wall0 += self._gate.wait(last_frame_s)  # the schedule resumes where it stopped
                 delay = wall0 + (t_s - self.start_s) / self._rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 if t_s >= next_clock_s:
                     self.publish_clock(t_s)
                     next_clock_s = t_s + self._clock_period_s
+                if is_image:
+                    last_frame_s = header_stamp_s(raw)
+                    self.image_published_wall_s[last_frame_s] = time.time()
                 self._pubs[conn.topic].publish(raw)
                 self.published += 1
                 if self._progress is not None and self.published % 500 == 0:
                     self._progress(t_s - self.start_s, self.end_s - self.start_s)
+            if self._gate is not None and last_frame_s is not None and not self._stop.is_set():
+                self._gate.wait(last_frame_s)
         self.finished.set()
 
     def hold_clock(self, duration_s: float) -> None:

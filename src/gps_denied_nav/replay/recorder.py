@@ -9,6 +9,7 @@ header stamp.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.report_state import StateTrack
+from gps_denied_nav.core.stage_timing import TimingRecord
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import stamp_to_s
 from gps_denied_nav.replay.bag_types import typestore
@@ -33,6 +35,7 @@ OUTPUT_TOPICS = {
     names.MARKERS: "visualization_msgs/msg/MarkerArray",
     names.DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
     names.MAP_ORIGIN: "sensor_msgs/msg/NavSatFix",
+    names.STAGE_TIMING: "gps_denied_nav_interfaces/msg/StageTiming",
 }
 
 
@@ -46,6 +49,7 @@ class RecordedSeries:
     fix_cov_en_m2: list = field(default_factory=list)  # [2x2] east/north block
     visual_t_s: list = field(default_factory=list)
     visual_received_s: list = field(default_factory=list)
+    visual_received_wall_s: list = field(default_factory=list)  # time.time() at receipt, for wall latency
     visual_lat_lon_alt: list = field(default_factory=list)
     visual_cov_en_m2: list = field(default_factory=list)
     odom_t_s: list = field(default_factory=list)
@@ -53,6 +57,7 @@ class RecordedSeries:
     odom_pose_cov: list = field(default_factory=list)  # [36] row-major 6x6: position, then world-frame angle
     odom_twist_cov: list = field(default_factory=list)  # [36] row-major 6x6: body-frame velocity first
     map_origin: tuple | None = None
+    timing: list = field(default_factory=list)  # TimingRecord per frame and stage
 
     def odometry_states(self) -> StateTrack | None:
         """The filter's states in its map frame, velocity rotated into the world, or None without odometry
@@ -89,9 +94,10 @@ class OutputRecorder:
 
     def _callback(self, topic: str):
         decode = {names.FIX: self._on_fix, names.VISUAL_FIX: self._on_visual_fix, names.ODOMETRY: self._on_odometry,
-                  names.MAP_ORIGIN: self._on_map_origin}.get(topic)
+                  names.MAP_ORIGIN: self._on_map_origin, names.STAGE_TIMING: self._on_timing}.get(topic)
 
         def on_raw(raw: bytes) -> None:
+            self._wall_s = time.time()
             now_ns = self._node.get_clock().now().nanoseconds
             with self._lock:
                 if self._writer is None:
@@ -115,6 +121,7 @@ class OutputRecorder:
         s = self.series
         s.visual_t_s.append(stamp_to_s(msg.header.stamp))
         s.visual_received_s.append(received_s)
+        s.visual_received_wall_s.append(self._wall_s)
         s.visual_lat_lon_alt.append((msg.latitude_deg, msg.longitude_deg, msg.altitude_m))
         c = msg.position_covariance_enu_m2
         s.visual_cov_en_m2.append(((c[0], c[1]), (c[3], c[4])))
@@ -127,6 +134,12 @@ class OutputRecorder:
         s.odom_pos_q_vel.append((p.x, p.y, p.z, q.w, q.x, q.y, q.z, v.x, v.y, v.z))
         s.odom_pose_cov.append(msg.pose.covariance)
         s.odom_twist_cov.append(msg.twist.covariance)
+
+    def _on_timing(self, raw: bytes, _received_s: float) -> None:
+        msg = deserialize_message(raw, message_class(OUTPUT_TOPICS[names.STAGE_TIMING]))
+        self.series.timing.append(TimingRecord(stamp_to_s(msg.header.stamp), msg.stage, msg.outcome, msg.forwarded,
+                                               msg.received_wall_s, msg.done_wall_s,
+                                               dict(zip(msg.step_names, msg.step_ms))))
 
     def _on_map_origin(self, raw: bytes, _received_s: float) -> None:
         msg = deserialize_message(raw, message_class(OUTPUT_TOPICS[names.MAP_ORIGIN]))

@@ -2,12 +2,18 @@
 
 This is what ``gdn replay`` and ``gdn demo`` run. Everything is real: the lifecycle manager brings the
 nodes up over their change_state services, the clip goes over DDS with /clock, and the nodes run with
-``use_sim_time`` so latencies are measured on the clip's clock.
+``use_sim_time``. Two modes: ``lockstep`` (the default for scoring) holds each frame until the graph is
+done with the previous one, so accuracy does not depend on the machine's speed or load; ``realtime``
+plays at the clip's pace and measures what the machine keeps up with. Latency is wall time from the
+player publishing an image to the recorder receiving its fix; per-stage timing comes from the stages'
+StageTiming records. The report says which mode and which machine.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -22,14 +28,19 @@ from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.plots import plot_error_over_time, plot_trajectory
 from gps_denied_nav.core.report import GeoTrack, ReplayReport, error_series, score_replay
 from gps_denied_nav.core.report_state import StateTrack, truth_odometry_frame
+from gps_denied_nav.core.stage_timing import summarize_timing, timing_table
 from gps_denied_nav.nodes import names
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.graph import GraphHost, private_domain_id
+from gps_denied_nav.replay.lockstep import FrameGate
+from gps_denied_nav.replay.machine import machine_info
 from gps_denied_nav.replay.player import BagPlayer
+from gps_denied_nav.replay.process_host import ProcessGraphHost, peak_rss_mb
 from gps_denied_nav.replay.recorder import OutputRecorder
 from gps_denied_nav.sim.clip import read_ground_truth, read_ground_truth_odom
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[3] / "params" / "gps_denied_nav.yaml"
+MODES = ("lockstep", "realtime")
 
 
 def clip_inputs(clip_path: Path) -> tuple[GeoTrack, int, float | None]:
@@ -73,10 +84,15 @@ def print_progress(stage: str, done: float, total: float) -> None:
 
 def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: float = 1.0,
            params_file: str | Path | None = None, record_debug_images: bool = False,
-           drain_s: float = 3.0, domain_id: int | None = None) -> ReplayReport:
+           drain_s: float = 3.0, domain_id: int | None = None, mode: str = "lockstep",
+           lockstep_timeout_s: float = 10.0, process_per_node: bool = False) -> ReplayReport:
     """Replay ``clip`` through the graph and score it. ``domain_id``: the DDS domain to run on; None picks a
     private one (``graph.private_domain_id``) so that a replay never mixes with a live graph or another
-    replay; give one to watch the replay from rviz or ``ros2 topic`` (with that ROS_DOMAIN_ID)."""
+    replay; give one to watch the replay from rviz or ``ros2 topic`` (with that ROS_DOMAIN_ID). ``mode``:
+    lockstep or realtime (module docstring); ``lockstep_timeout_s`` releases a frame no stage reported.
+    ``process_per_node``: each node in a process of its own, as ``ros2 launch`` runs them (else one process)."""
+    if mode not in MODES:
+        raise ValueError(f"replay mode must be one of {MODES}, got {mode!r}")
     clip, corpus_dir, out_dir = Path(clip), Path(corpus_dir), Path(out_dir)
     if not clip.exists():
         raise FileNotFoundError(f"flight clip not found: {clip}")
@@ -90,13 +106,16 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     truth, frames, gnss_lost_s = clip_inputs(clip)
     wall0 = time.monotonic()
     domain_id = private_domain_id() if domain_id is None else int(domain_id)
-    print(f"[replay] DDS domain {domain_id} (ROS_DOMAIN_ID={domain_id} to watch it)", flush=True)
-    host = GraphHost(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True},
-                     domain_id=domain_id)
+    print(f"[replay] {mode} mode, DDS domain {domain_id} (ROS_DOMAIN_ID={domain_id} to watch it)", flush=True)
+    machine = machine_info()
+    host_cls = ProcessGraphHost if process_per_node else GraphHost
+    host = host_cls(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True},
+                    domain_id=domain_id)
     try:
         tool = Node("gdn_replay")
         recorder = OutputRecorder(tool, out_bag, record_debug_images)
-        player = BagPlayer(tool, clip, rate, progress=lambda d, t: print_progress("replay s", d, t))
+        gate = FrameGate(tool, lockstep_timeout_s) if mode == "lockstep" else None
+        player = BagPlayer(tool, clip, rate, progress=lambda d, t: print_progress("replay s", d, t), gate=gate)
         host.add_node(tool)
         host.start()
         host.wait_until_active()
@@ -106,15 +125,25 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
         recorder.close()
     finally:
         host.close()
+    rss = host.peak_rss_mb if process_per_node else {"graph (one process)": peak_rss_mb(os.getpid())}
     wall_s = time.monotonic() - wall0
     s = recorder.series
     estimates = GeoTrack.from_arrays(s.fix_t_s, *np.array(s.fix_lat_lon_alt).reshape(-1, 3).T,
                                      cov=np.array(s.fix_cov_en_m2).reshape(-1, 2, 2))
     fixes = GeoTrack.from_arrays(s.visual_t_s, *np.array(s.visual_lat_lon_alt).reshape(-1, 3).T,
                                  cov=np.array(s.visual_cov_en_m2).reshape(-1, 2, 2))
-    report = score_replay(truth, estimates, fixes, frames, wall_s, s.visual_t_s, s.visual_received_s,
+    sent = {round(t, 6): wall for t, wall in player.image_published_wall_s.items()}
+    latency = [(sent[round(t, 6)], r) for t, r in zip(s.visual_t_s, s.visual_received_wall_s) if round(t, 6) in sent]
+    report = score_replay(truth, estimates, fixes, frames, wall_s, [a for a, _ in latency], [b for _, b in latency],
                           gnss_lost_s=gnss_lost_s, truth_states=truth_states(clip, truth),
                           estimate_states=s.odometry_states())
+    timing = summarize_timing(s.timing, sent)
+    report = dataclasses.replace(report, extras={
+        "mode": mode, "rate": rate, "latency_clock": "wall: image published -> fix received",
+        "host": "process per node" if process_per_node else "one process", "peak_rss_mb": rss,
+        "lockstep": gate.summary() if gate is not None else None, "timing": timing,
+        "machine": {**machine, "load_avg_after": machine_info()["load_avg_1_5_15"]}})
+    print(f"[replay] per-stage timing ({mode}):\n{timing_table(timing)}", flush=True)
     (out_dir / "report.json").write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
     write_plots(out_dir, corpus_dir, truth, estimates, fixes, report)
     return report
