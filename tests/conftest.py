@@ -16,26 +16,19 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-# A world just large enough for a short flight: 700 m square at 0.5 m/px keeps provisioning to seconds.
-SMALL_WORLD_SIZE_M = (700.0, 700.0)
-SMALL_WORLD_GSD_M = 0.5
-
-
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> Path:
-    from gps_denied_nav.sim.world import generate_world
+    """A world just large enough for a short flight (replay.reference: 700 m square at 0.5 m/px)."""
+    from gps_denied_nav.replay.reference import small_world
 
-    return generate_world(tmp_path_factory.mktemp("world") / "world.tif", seed=7, size_m=SMALL_WORLD_SIZE_M,
-                          gsd_m=SMALL_WORLD_GSD_M)
+    return small_world(tmp_path_factory.mktemp("world") / "world.tif")
 
 
 @pytest.fixture(scope="session")
 def small_corpus(small_world, tmp_path_factory) -> Path:
-    from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+    from gps_denied_nav.replay.reference import small_corpus
 
-    out = tmp_path_factory.mktemp("corpus") / "corpus"
-    provision(small_world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10))
-    return out
+    return small_corpus(small_world, tmp_path_factory.mktemp("corpus") / "corpus")
 
 
 @pytest.fixture(scope="session")

@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("run", help="host every node in one process (a Python component container)")
-    p.add_argument("--params", required=True, help="params YAML (params/gps_denied_nav.yaml)")
+    p.add_argument("--params", required=True, action="append",
+                   help="params YAML (params/gps_denied_nav.yaml); repeat to overlay, e.g. params/threads_orin.yaml")
     p.add_argument("--corpus", help="override corpus_dir of every node")
     p.add_argument("--use-sim-time", action="store_true")
     p.add_argument("--process-per-node", action="store_true", help="each node in a process of its own, as ros2 "
@@ -126,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
-    p.add_argument("--params", help="params YAML (default: the package's params/gps_denied_nav.yaml)")
+    p.add_argument("--params", action="append", help="params YAML (default: the package's "
+                   "params/gps_denied_nav.yaml); repeat to overlay, e.g. params/threads_orin.yaml")
     p.add_argument("--record-debug-images", action="store_true")
     p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep", help=MODE_HELP)
     p.add_argument("--process-per-node", action="store_true",

@@ -36,3 +36,13 @@ def test_yaml_block_equals_declared_parameters(node_name):
     assert set(block) == set(declared), "YAML keys differ from the declared parameters"
     for key, default in declared.items():
         assert _same(block[key], default), f"{node_name}.{key}: YAML {block[key]!r} != code {default!r}"
+
+
+def test_orin_thread_overlay_sets_only_thread_parameters_the_nodes_declare():
+    overlay = yaml.safe_load((PARAMS_FILE.parent / "threads_orin.yaml").read_text())
+    assert set(overlay) <= set(NODE_PARAMS)
+    for node_name, block in overlay.items():
+        declared = {f.name for f in dataclasses.fields(NODE_PARAMS[node_name])}
+        keys = set(block["ros__parameters"])
+        assert keys <= declared and all(k.endswith("_threads") for k in keys), (node_name, keys - declared)
+        assert all(isinstance(v, int) and v >= 1 for v in block["ros__parameters"].values())

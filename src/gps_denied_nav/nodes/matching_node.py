@@ -2,12 +2,16 @@
 
 Query SIFT features are matched against the candidate tiles' features, precomputed at provisioning;
 a USAC homography and a planar PnP give the camera pose in the corpus frame, and its covariance comes
-from the reprojection Jacobian (core.matching). The frame is looked up by the candidates' stamp in a
-short cache, so retrieval and matching need no message synchroniser.
+from the reprojection Jacobian (core.matching). The query's SIFT needs no candidates, so a worker of its
+own computes it as soon as the frame arrives, beside the descriptor's forward pass in inference_node:
+the frame's latency loses the SIFT time (~120 ms here). Frames and their features are looked up by the
+candidates' stamp in a short cache, so retrieval and matching need no message synchroniser.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +19,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
-from gps_denied_nav.core.matching import MatchingConfig, PosePrior, TileFeatures, match_frame
+from gps_denied_nav.core.matching import (MatchingConfig, PosePrior, QueryFeatures, TileFeatures, describe_query,
+                                           match_frame)
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
@@ -63,9 +68,14 @@ class MatchingNode(StageNode):
                                      map_registration_sigma_m=p.map_registration_sigma_m, max_tilt_deg=p.max_tilt_deg)
         self.R_body_cam = camera_mount_rotation(tuple(p.camera_mount_rpy_deg))
         self.images: OrderedDict[float, np.ndarray] = OrderedDict()
+        self.query_features: OrderedDict[float, Future] = OrderedDict()  # SIFT of cached frames, when done
         self.pub = self.publisher(VisualFix, names.VISUAL_FIX)
         self.enable_timing("matching")
         self.worker = LatestWorker("matching", self._match, self._on_skip, self._on_error)
+        # A skipped or failed frame leaves its future empty: the matcher then computes the features itself.
+        self.feature_worker = LatestWorker("query_features", self._describe_query,
+                                           lambda item: item[2].set_result(None),
+                                           lambda item, exc: item[2].set_result(None))
         self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
         self.subscribe(RetrievalCandidates, names.CANDIDATES, self._on_candidates)
@@ -75,9 +85,10 @@ class MatchingNode(StageNode):
         return ThreadBudget(opencv=self.params.opencv_threads, blas=self.params.blas_threads)
 
     def release_stage(self) -> None:
-        if hasattr(self, "worker"):
-            self.worker.stop()
-            del self.worker
+        for worker in ("worker", "feature_worker"):
+            if hasattr(self, worker):
+                getattr(self, worker).stop()
+                delattr(self, worker)
         self.__dict__.pop("corpus", None)
 
     def _on_image(self, msg: Image) -> None:
@@ -88,9 +99,28 @@ class MatchingNode(StageNode):
         except ValueError as exc:
             self.status.drop("bad_image", exc)
             return
-        self.images[stamp_to_s(msg.header.stamp)] = rgb
+        stamp_s = stamp_to_s(msg.header.stamp)
+        self.images[stamp_s] = rgb
         while len(self.images) > self.params.image_cache_size:
             self.images.popitem(last=False)
+        if self.intrinsics is not None:
+            future = Future()
+            self.query_features[stamp_s] = future
+            while len(self.query_features) > self.params.image_cache_size:
+                self.query_features.popitem(last=False)
+            self.feature_worker.submit((rgb, self.intrinsics, future))
+
+    def _describe_query(self, item) -> None:
+        rgb, intrinsics, future = item
+        future.set_result(describe_query(rgb, intrinsics.K, self.config, intrinsics.distortion))
+
+    def _features_of(self, stamp_s: float, timeout_s: float = 2.0) -> QueryFeatures | None:
+        """The frame's SIFT from the feature worker (waiting while it runs), or None to compute it here."""
+        future = self.query_features.get(stamp_s)
+        try:
+            return None if future is None else future.result(timeout=timeout_s)
+        except FutureTimeout:
+            return None
 
     def _on_candidates(self, msg: RetrievalCandidates) -> None:
         if not self.active:
@@ -130,10 +160,16 @@ class MatchingNode(StageNode):
         q = self.poses.lookup(stamp_to_s(msg.header.stamp), tolerance_s=0.5)
         prior = None if q is None else PosePrior(R_world_body=quat_to_rotmat(q))
         timer.mark("tile_features")
-        result = match_frame(rgb, intrinsics.K, candidates, self.config, ground_up_m=self.corpus.ground_up_m,
-                             prior=prior, R_body_cam=self.R_body_cam, distortion=intrinsics.distortion)
-        matching_ms = timer.mark_parts({"sift": result.detect_ms, "descriptor_match": result.match_ms,
-                                        "homography": result.homography_ms, "pose": result.pose_ms}, "match_other")
+        features = self._features_of(stamp_to_s(msg.header.stamp))
+        timer.mark("sift_wait")
+        result = match_frame(rgb if features is None else features, intrinsics.K, candidates, self.config,
+                             ground_up_m=self.corpus.ground_up_m, prior=prior, R_body_cam=self.R_body_cam,
+                             distortion=intrinsics.distortion)
+        parts = {"descriptor_match": result.match_ms, "homography": result.homography_ms, "pose": result.pose_ms}
+        matching_ms = timer.mark_parts(parts if features is not None else {"sift": result.detect_ms, **parts},
+                                       "match_other")
+        if features is not None:
+            timer.steps["sift_beside_inference"] = features.detect_ms  # off this frame's critical path
         if not result.accepted:
             reason = f"rejected_{result.reason.split(':')[0].replace(' ', '_')}"
             self.status.count(reason)

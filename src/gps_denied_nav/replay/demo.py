@@ -3,6 +3,7 @@ from the seed) and reused; the replay and its report are made fresh every time."
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -12,11 +13,12 @@ FIX_RATE_MIN = 0.9
 RMSE_MAX_M = 0.5
 
 
-def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90.0, force: bool = False,
-             domain_id: int | None = None, mode: str = "lockstep") -> dict:
+def prepare_demo(out: Path, seed: int = 0, duration_s: float = 90.0, force: bool = False) -> tuple[Path, Path, Path]:
+    """The demo's world GeoTIFF, flight clip and corpus under ``out``, made unless already there for these
+    inputs. Returns (world, clip, corpus)."""
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
     from gps_denied_nav.core.map_raster import load_geotiff
-    from gps_denied_nav.replay.session import print_progress, replay
+    from gps_denied_nav.replay.session import print_progress
     from gps_denied_nav.sim.clip import write_clip
     from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
     from gps_denied_nav.sim.world import generate_world
@@ -26,7 +28,6 @@ def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90
     inputs = {"seed": seed, "duration_s": duration_s}
     fresh = force or not stamp_file.exists() or json.loads(stamp_file.read_text()) != inputs
     world, clip, corpus = out / "world.tif", out / "clip.mcap", out / "corpus"
-    t0 = time.monotonic()
     if fresh or not world.exists():
         print("[demo] generating the demo world (synthetic orthophoto GeoTIFF)")
         generate_world(world, seed=seed)
@@ -36,7 +37,6 @@ def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90
         flight = simulate_flight(raster, FlightConfig(seed=seed, duration_s=duration_s),
                                  progress=lambda d, t: print_progress("render frames", d, t))
         if clip.exists():
-            import shutil
             shutil.rmtree(clip) if clip.is_dir() else clip.unlink()
         write_clip(flight, clip, progress=lambda d, t: print_progress("write clip", d, t))
     if fresh or not (corpus / "manifest.json").exists():
@@ -44,6 +44,15 @@ def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90
         provision(world, corpus, ProvisionConfig(),
                   progress=lambda stage, d, t: print_progress(f"provision: {stage}", d, t))
     stamp_file.write_text(json.dumps(inputs))
+    return world, clip, corpus
+
+
+def run_demo(out: Path, seed: int = 0, rate: float = 1.0, duration_s: float = 90.0, force: bool = False,
+             domain_id: int | None = None, mode: str = "lockstep") -> dict:
+    from gps_denied_nav.replay.session import replay
+
+    t0 = time.monotonic()
+    _world, clip, corpus = prepare_demo(out, seed, duration_s, force)
     prepare_s = time.monotonic() - t0
     print(f"[demo] replaying {clip} at rate {rate}, {mode}")
     report = replay(clip, corpus, out / "replay", rate=rate, domain_id=domain_id, mode=mode).to_json_dict()

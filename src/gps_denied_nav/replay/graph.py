@@ -19,11 +19,13 @@ from rclpy.node import Node
 from gps_denied_nav.nodes.node_main import make_executor
 
 
-def ros_args(params_file: str | Path | None, overrides: dict[str, object] | None = None) -> list[str]:
-    """Command-line style ROS arguments: a params file plus ``name:=value`` overrides for every node."""
+def ros_args(params_file: str | Path | list | tuple | None, overrides: dict[str, object] | None = None) -> list[str]:
+    """Command-line style ROS arguments: params files (later ones override earlier ones, e.g. the Orin thread
+    budget after the main file) plus ``name:=value`` overrides for every node."""
     args = ["--ros-args"]
-    if params_file is not None:
-        args += ["--params-file", str(params_file)]
+    files = [params_file] if isinstance(params_file, (str, Path)) else list(params_file or [])
+    for path in files:
+        args += ["--params-file", str(path)]
     for key, value in (overrides or {}).items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         args += ["-p", f"{key}:={text}"]
