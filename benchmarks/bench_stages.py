@@ -4,7 +4,9 @@ The same calls the nodes make, one frame at a time (batch 1), under a chosen thr
 forward pass on a 320 px rectified query, the rectification warp, SIFT on a 640x480 frame and matching it
 against three tiles of a corpus. Against ``gdn replay``'s per-stage table (``report.json`` -> ``timing``) the
 ratio in-graph / standalone shows what the graph adds (GIL, executors, other stages on the same cores).
-Frames are rendered from the given corpus's own map, so this measures time, not accuracy.
+Frames are rendered from the given corpus's own map, so this measures time, not accuracy. Last, the
+forward pass beside one busy Python thread, eager and traced: what the GIL costs an eager model inside a
+process whose other threads run Python (the one-process graph).
 
 Run: ``.venv/bin/python benchmarks/bench_stages.py --ortho out/demo/world.tif --corpus out/demo/corpus
 [--threads 1 2] [--frames 40]`` (``make demo`` writes both).
@@ -12,6 +14,7 @@ Run: ``.venv/bin/python benchmarks/bench_stages.py --ortho out/demo/world.tif --
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 
 import numpy as np
@@ -86,6 +89,32 @@ def main() -> None:
         print(f"threads {threads}: {len(shots)} frames, corpus {corpus.num_tiles} tiles")
         for key, values in times.items():
             print(f"  {key:11s} {pct(values)}")
+    gil_contention(corpus, shots[0][0][None, :size_px, :size_px])
+
+
+def gil_contention(corpus: Corpus, image: np.ndarray, repeats: int = 15) -> None:
+    apply_thread_budget(ThreadBudget(torch_intra_op=1))
+    stop = threading.Event()
+
+    def busy() -> None:  # pure Python: holds the GIL whenever it runs
+        n = 0
+        while not stop.is_set():
+            n += 1
+
+    for label, contended in (("alone", False), ("beside a busy Python thread", True)):
+        thread = threading.Thread(target=busy, daemon=True)
+        if contended:
+            thread.start()
+        for traced in (False, True):
+            extractor = DescriptorExtractor(corpus.load_model(), device="cpu", input_px=corpus.tile_px, traced=traced)
+            extractor.describe(image)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                extractor.describe(image)
+                times.append(1e3 * (time.perf_counter() - t0))
+            print(f"forward {'traced' if traced else 'eager '} {label:28s} {pct(times)}")
+        stop.set() if contended else None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ Runs, each through the whole lifecycle graph:
 - ``demo_realtime_process_per_node`` and ``demo_realtime_one_process``: the median of N realtime runs;
 - ``turku_lockstep``: a flight rendered over the real Turku imagery (skipped without ../shared/data);
 - the standalone forward pass of the same model (batch 1, one thread), the reference for the in-graph ratio.
-Writes ``docs/figures.json`` and ``docs/FIGURES.md`` (``--out`` holds the replays). About 20 minutes on 2
+Writes ``docs/figures.json``, ``docs/FIGURES.md`` and ``docs/TIMING.md`` (the per-stage table of the first
+one-process realtime run) and copies the last two into the README (``--out`` holds the replays). About 20 minutes on 2
 cores with the defaults; ``--only ci`` takes one.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gps_denied_nav.core.stage_timing import timing_table
 from gps_denied_nav.replay import reference
 from gps_denied_nav.replay.demo import prepare_demo
 from gps_denied_nav.replay.machine import machine_info
@@ -116,6 +119,18 @@ def markdown(figures: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sync_readme() -> None:
+    """Copy docs/FIGURES.md and docs/TIMING.md into the README's marked blocks (tests/test_readme.py checks)."""
+    readme = (ROOT / "README.md").read_text()
+    for name, doc in (("figures", "FIGURES.md"), ("timing", "TIMING.md")):
+        path = ROOT / "docs" / doc
+        if path.exists():
+            begin, end = f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
+            head, rest = readme.split(begin, 1)
+            readme = head + begin + path.read_text() + end + rest.split(end, 1)[1]
+    (ROOT / "README.md").write_text(readme)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "figures")
@@ -126,9 +141,13 @@ def main() -> int:
     runs: dict[str, dict] = {}
     short = args.out / "short"
     short.mkdir(parents=True, exist_ok=True)
-    world = reference.small_world(short / "world.tif")
-    corpus = reference.small_corpus(world, short / "corpus")
-    clip = reference.short_clip(world, short / "clip.mcap")
+    world, corpus, clip = short / "world.tif", short / "corpus", short / "clip.mcap"
+    if not (corpus / "manifest.json").exists() or not clip.exists():  # deterministic from seeds: made once
+        shutil.rmtree(short)
+        short.mkdir(parents=True)
+        reference.small_world(world)
+        reference.small_corpus(world, corpus)
+        reference.short_clip(world, clip)
     runs["ci_short_lockstep"] = row(replay(clip, corpus, short / "replay").to_json_dict())
     forward_ms = None
     if args.only is None:
@@ -158,6 +177,10 @@ def main() -> int:
     if "standalone_forward_ms_p50" in figures:
         (ROOT / "docs" / "FIGURES.md").write_text(markdown(figures))
         print(markdown(figures))
+    if args.only is None:
+        timing = json.loads((args.out / "demo_realtime_one_process_0" / "report.json").read_text())["timing"]
+        (ROOT / "docs" / "TIMING.md").write_text(f"```\n{timing_table(timing)}\n```\n")
+    sync_readme()
     print(f"wrote {figures_path}")
     return 0
 

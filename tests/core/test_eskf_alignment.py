@@ -73,3 +73,13 @@ def test_survey_flight_alignment_error_stays_well_inside_the_initial_sigma():
         worst = max(worst, abs(roll - roll_true), abs(pitch - pitch_true))
         naive_worst = max(naive_worst, abs(align_roll_pitch(f_b[None])[0] - roll_true))
     assert worst < 0.02 and naive_worst > math.radians(20.0)   # 0.9° at roll-in, vs 25° levelling
+
+
+def test_heading_reset_only_for_a_coarse_heading_and_a_strong_precise_fix():
+    from gps_denied_nav.core.eskf_alignment import wants_heading_reset
+
+    coarse, fine = math.radians(10.0), math.radians(0.3) ** 2
+    assert wants_heading_reset(coarse, fine, 200, align_sigma_rad=0.05, min_inliers=60)
+    assert not wants_heading_reset(0.01, fine, 200, align_sigma_rad=0.05, min_inliers=60)  # already aligned
+    assert not wants_heading_reset(coarse, fine, 30, align_sigma_rad=0.05, min_inliers=60)  # weak fix
+    assert not wants_heading_reset(coarse, math.radians(5.0) ** 2, 200, align_sigma_rad=0.05, min_inliers=60)

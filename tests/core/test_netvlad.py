@@ -134,6 +134,16 @@ def test_descriptor_extractor_outputs(small_model):
         DescriptorExtractor(small_model, device="cpu", input_px=100)
 
 
+def test_traced_descriptors_equal_eager_ones(small_model):
+    """The trace (one GIL acquisition per forward pass) computes what the eager model computes, per batch shape."""
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
+    traced = DescriptorExtractor(small_model, device="cpu", input_px=64, batch_size=3)
+    eager = DescriptorExtractor(small_model, device="cpu", input_px=64, batch_size=3, traced=False)
+    np.testing.assert_allclose(traced.describe(images), eager.describe(images), atol=1e-5)
+    assert len(traced._traces) == 2  # batches of 3 and of 2
+
+
 def test_device_selection_never_falls_back_silently(small_model):
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

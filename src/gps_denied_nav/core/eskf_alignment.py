@@ -87,3 +87,12 @@ def initial_attitude(f_body_mps2, omega_body_radps, vel_enu_mps, yaw_rad: float,
     vel, yaw_rad = chord_to_current(vel_enu_mps, turn_rate_radps(omega_body_radps, roll, pitch), chord_s)
     roll, pitch = align_in_flight(f_body_mps2, omega_body_radps, vel, yaw_rad)
     return roll, pitch, yaw_rad, vel, tilt_sigma_rad
+
+
+def wants_heading_reset(yaw_sigma_rad: float, fix_heading_var_rad2: float, fix_inliers: int,
+                        align_sigma_rad: float, min_inliers: int) -> bool:
+    """Whether a visual fix should set the heading by a reset rather than a linear update: the filter's
+    heading is coarse (1σ above ``align_sigma_rad``, e.g. a GNSS course), the fix's is at least ten times
+    finer, and the fix is strong enough (``min_inliers``) to trust without gating its heading."""
+    return (yaw_sigma_rad > align_sigma_rad and fix_inliers >= min_inliers
+            and fix_heading_var_rad2 < (0.1 * yaw_sigma_rad) ** 2)

@@ -24,7 +24,7 @@ from gps_denied_nav.core.eskf import EskfConfig, ErrorStateKalmanFilter
 from gps_denied_nav.core.eskf_diagnostics import UpdateStatus
 from gps_denied_nav.core.eskf_propagation import ProcessNoise
 from gps_denied_nav.core.eskf_state import StateEstimate
-from gps_denied_nav.core.eskf_alignment import initial_attitude
+from gps_denied_nav.core.eskf_alignment import initial_attitude, wants_heading_reset
 from gps_denied_nav.core.imu_gaps import ImuGapMonitor
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.rotations import quat_from_euler
@@ -219,7 +219,8 @@ class EskfNode(StageNode):
                 vel_sigma_mps=self.params.reinit_velocity_sigma_mps, tilt_sigma_rad=self.params.reinit_tilt_sigma_rad)
             self._log_outcome(outcome)
             return f"reinitialised_{outcome.status.value}"
-        if self._aligns_heading(msg):
+        if wants_heading_reset(self.filter.yaw_sigma_rad, msg.heading_variance_rad2, msg.inliers,
+                               self.params.heading_align_sigma_rad, self.params.reinit_min_inliers):
             # A coarse heading (GNSS course) meets a precise one: fuse the position, then set the heading
             # by a reset instead of a linear update that would leak the correction into roll/pitch.
             outcome = self.filter.update_visual_fix(stamp_s, pos, cov)
@@ -234,13 +235,6 @@ class EskfNode(StageNode):
         return outcome.status.value
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _aligns_heading(self, msg: VisualFix) -> bool:
-        """Whether this fix should set the heading by a reset: the filter's heading is coarse, the fix's is
-        much finer, and the fix is strong enough to trust without a gate on its heading."""
-        yaw_sigma = self.filter.yaw_sigma_rad
-        return (yaw_sigma > self.params.heading_align_sigma_rad and msg.inliers >= self.params.reinit_min_inliers
-                and msg.heading_variance_rad2 < (0.1 * yaw_sigma) ** 2)
-
     def _ensure_frame(self, lat_deg: float, lon_deg: float, alt_m: float) -> None:
         if self.frame is None:
             self.frame = LocalTangentPlane(lat_deg, lon_deg, alt_m)

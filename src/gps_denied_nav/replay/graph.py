@@ -43,6 +43,35 @@ def private_domain_id() -> int:
     return random.choice([d for d in range(1, 102) if str(d) != live])
 
 
+def spin_in_threads(executors: list[tuple[Node, Executor]]) -> list[threading.Thread]:
+    """Spin each executor on a daemon thread of its own (named after its node)."""
+    threads = []
+    for node, executor in executors:
+        thread = threading.Thread(target=_spin, args=(executor,), name=node.get_name(), daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def _spin(executor: Executor) -> None:
+    try:
+        executor.spin()
+    except Exception:  # the executor is shut down under us at the end
+        if rclpy.ok():
+            raise
+
+
+def stop_spinning(executors: list[tuple[Node, Executor]], threads: list[threading.Thread]) -> None:
+    """Shut the executors down, destroy their nodes, shut rclpy down and join the spinning threads."""
+    for node, executor in executors:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+    if rclpy.ok():
+        rclpy.shutdown()
+    for thread in threads:
+        thread.join(timeout=5.0)
+
+
 class GraphHost:
     """Creates the nodes, spins each on an executor and thread of its own, brings them up and down.
 
@@ -75,19 +104,8 @@ class GraphHost:
         self._executors.append((node, make_executor(node)))
 
     def start(self) -> GraphHost:
-        for node, executor in self._executors:
-            thread = threading.Thread(target=self._spin, args=(executor,), name=node.get_name(), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._threads = spin_in_threads(self._executors)
         return self
-
-    @staticmethod
-    def _spin(executor) -> None:
-        try:
-            executor.spin()
-        except Exception:  # the executor is shut down under us at the end
-            if rclpy.ok():
-                raise
 
     def wait_until_active(self, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -108,13 +126,7 @@ class GraphHost:
             deadline = time.monotonic() + timeout_s
             while self.manager.busy and time.monotonic() < deadline:
                 time.sleep(0.05)
-        for node, executor in self._executors:
-            executor.shutdown(timeout_sec=5.0)
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-        for thread in self._threads:
-            thread.join(timeout=5.0)
+        stop_spinning(self._executors, self._threads)
 
     def __enter__(self) -> GraphHost:
         return self.start()

@@ -23,7 +23,7 @@ from rclpy.qos import QoSProfile
 
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.node_main import make_executor
-from gps_denied_nav.replay.graph import ros_args
+from gps_denied_nav.replay.graph import ros_args, spin_in_threads, stop_spinning
 
 PROCESSES = (*names.MANAGED_NODES, names.LIFECYCLE_MANAGER)
 
@@ -65,25 +65,13 @@ class ProcessGraphHost:
     def start(self) -> ProcessGraphHost:
         watcher = Node("gdn_graph_watch")
         watcher.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_diagnostics, QoSProfile(depth=50))
-        for node in [*self._local, watcher]:
-            executor = make_executor(node)
-            thread = threading.Thread(target=self._spin, args=(executor,), name=node.get_name(), daemon=True)
-            thread.start()
-            self._executors.append((node, executor))
-            self._threads.append(thread)
+        self._executors = [(node, make_executor(node)) for node in [*self._local, watcher]]
+        self._threads = spin_in_threads(self._executors)
         for name in PROCESSES:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"gps_denied_nav.nodes.{name}", *self._args], env=self._env,
                 start_new_session=True)  # a Ctrl-C in the terminal reaches them through close(), in order
         return self
-
-    @staticmethod
-    def _spin(executor) -> None:
-        try:
-            executor.spin()
-        except Exception:
-            if rclpy.ok():
-                raise
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -120,13 +108,7 @@ class ProcessGraphHost:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for node, executor in self._executors:
-            executor.shutdown(timeout_sec=5.0)
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-        for thread in self._threads:
-            thread.join(timeout=5.0)
+        stop_spinning(self._executors, self._threads)
 
     def __enter__(self) -> ProcessGraphHost:
         return self.start()

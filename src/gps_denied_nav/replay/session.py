@@ -145,21 +145,22 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
         "machine": {**machine, "load_avg_after": machine_info()["load_avg_1_5_15"]}})
     print(f"[replay] per-stage timing ({mode}):\n{timing_table(timing)}", flush=True)
     (out_dir / "report.json").write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
-    write_plots(out_dir, corpus_dir, truth, estimates, fixes, report)
+    write_plots(out_dir, corpus_dir, truth, estimates, fixes, report, f"{mode} replay")
     return report
 
 
 def write_plots(out_dir: Path, corpus_dir: Path, truth: GeoTrack, estimates: GeoTrack, fixes: GeoTrack,
-                report: ReplayReport) -> None:
+                report: ReplayReport, mode: str) -> None:
     corpus = Corpus.load(corpus_dir)
     frame: LocalTangentPlane = corpus.frame
     preview, _valid, g = corpus.map_preview()
     extent = (g.east_min_m, g.east_min_m + g.width_px * g.gsd_m, g.north_max_m - g.height_px * g.gsd_m, g.north_max_m)
     plot_trajectory(out_dir / "trajectory.png", preview, extent, truth.enu_m(frame), estimates.enu_m(frame),
-                    fixes.enu_m(frame))
+                    fixes.enu_m(frame), title=f"Trajectory: ground truth, fused estimate, visual fixes ({mode})")
     if report.enu_origin is not None and len(estimates):
         series = error_series(truth, estimates, report.enu_origin, 10.0)
         sigma3 = 3.0 * series.sigma_major_m
         plot_error_over_time(out_dir / "error_over_time.png", series.t_s, series.horizontal_m, sigma3,
-                             fixes.t_s, report.gnss_lost_s)
+                             fixes.t_s, report.gnss_lost_s,
+                             title=f"Horizontal error of the fused estimate ({mode}, fix rate {report.fix_rate:.2f})")
 
