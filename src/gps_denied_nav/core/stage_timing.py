@@ -105,7 +105,8 @@ def summarize_timing(records: list[TimingRecord], image_published_wall_s: dict[f
     stages = {}
     for stage in STAGES:
         mine = [r for r in records if r.stage == stage]
-        step_names = list(dict.fromkeys(k for r in mine for k in r.steps_ms))
+        # in the order of the record with the most steps (an early-ended frame lacks the later ones)
+        step_names = list(dict.fromkeys(k for r in sorted(mine, key=lambda r: -len(r.steps_ms)) for k in r.steps_ms))
         stages[stage] = {
             "frames": len(mine),
             "outcomes": dict(Counter(r.outcome for r in mine)),

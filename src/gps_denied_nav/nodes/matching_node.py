@@ -75,7 +75,7 @@ class MatchingNode(StageNode):
         # A skipped or failed frame leaves its future empty: the matcher then computes the features itself.
         self.feature_worker = LatestWorker("query_features", self._describe_query,
                                            lambda item: item[2].set_result(None),
-                                           lambda item, exc: item[2].set_result(None), nice=10)
+                                           lambda item, exc: item[2].set_result(None))
         self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
         self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
         self.subscribe(RetrievalCandidates, names.CANDIDATES, self._on_candidates)

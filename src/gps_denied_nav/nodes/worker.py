@@ -7,16 +7,13 @@ from a stale frame is worth less than keeping up with the camera.
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Callable
 
 
 class LatestWorker:
     def __init__(self, name: str, process: Callable[[Any], None], on_skip: Callable[[Any], None],
-                 on_error: Callable[[Any, Exception], None], nice: int = 0):
-        """``nice`` > 0 lowers this thread's scheduling priority (Linux: per thread), for work off the critical
-        path that should yield the cores to the stages a frame waits for."""
+                 on_error: Callable[[Any, Exception], None]):
         self._process = process
         self._on_skip = on_skip
         self._on_error = on_error
@@ -24,7 +21,6 @@ class LatestWorker:
         self._item: Any = None
         self._busy = False
         self._running = True
-        self._nice = int(nice)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -41,11 +37,6 @@ class LatestWorker:
             return self._item is None and not self._busy
 
     def _run(self) -> None:
-        if self._nice and hasattr(os, "setpriority"):
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
-            except OSError:
-                pass  # not permitted here: run at the normal priority
         while True:
             with self._cv:
                 while self._running and self._item is None:
