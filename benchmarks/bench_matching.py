@@ -26,7 +26,7 @@ from gps_denied_nav.core.map_raster import MapRaster
 from gps_denied_nav.core.matching import MatchingConfig, TileFeatures, match_frame
 from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat, wrap_angle
 
-MAP_DIR = Path("/work/shared/data/turku_satellite/map")
+MAP_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "turku_satellite" / "map"
 GSD_M = 0.14  # close to the tiles' native ~0.136 m/px
 CELL_M = 50.0  # provisioning's default stride_m = SIFT storage cell
 

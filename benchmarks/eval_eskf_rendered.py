@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,7 @@ def main() -> int:
                         "(default: provisioned into --cache)")
     parser.add_argument("--with-retrieval", action="store_true",
                         help="describe and search every frame (3x slower) instead of matching the prior's window")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/gdn_eskf_rendered"))
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "gdn_eskf_rendered")
     parser.add_argument("--fix-cov-scale", type=float, default=1.0,
                         help="scale the matcher's covariances (0.5 undoes its default covariance_inflation 2)")
     args = parser.parse_args()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def main() -> int:
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=1.0)
     parser.add_argument("--imu-hz", type=float, default=FlightConfig.imu_rate_hz)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/gdn_seeds"))
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "gdn_seeds")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     world, corpus = args.out / "world.tif", args.out / "corpus"

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+import tempfile
 from pathlib import Path
 
 from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
@@ -30,7 +31,7 @@ def main() -> int:
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--map-gsd-m", type=float, default=0.25, help="resample the 0.14 m/px imagery")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/gdn_turku"))
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "gdn_turku")
     args = parser.parse_args()
     if not (TURKU / "map" / "map.csv").exists():
         print(f"skipped: real imagery not found at {TURKU}")

@@ -21,7 +21,7 @@ from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat, wrap_
 CAM = CameraIntrinsics.from_hfov(640, 480, 60.0)
 GSD_M = 0.25
 SIZE_PX = 1400  # 350 m square: a 150 m high camera tilted 15 deg still sees mostly texture
-TURKU_TILE = Path("/work/shared/data/turku_satellite/map/sat_map_00.png")
+TURKU_TILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "turku_satellite" / "map" / "sat_map_00.png"
 
 
 def textured_ground(size_px: int, seed: int) -> np.ndarray:

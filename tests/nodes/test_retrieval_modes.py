@@ -10,7 +10,7 @@ import pytest
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import NavSatFix, NavSatStatus
+from sensor_msgs.msg import Image, NavSatFix, NavSatStatus
 from std_srvs.srv import SetBool
 
 from gps_denied_nav.core.corpus import Corpus
@@ -31,7 +31,7 @@ def retrieval(small_corpus):
         received: list[RetrievalCandidates] = []
         probe.create_subscription(RetrievalCandidates, names.CANDIDATES, received.append, QoSProfile(depth=10))
         with spinning(node, probe):
-            yield Corpus.load(small_corpus), probe, received
+            yield Corpus.load(small_corpus), probe, received, node
 
 
 def _ask(probe, received, corpus, tile: int, fix: NavSatFix | None) -> RetrievalCandidates:
@@ -69,7 +69,7 @@ def _fix_at(corpus, tile: int, status: int, sigma_m: float) -> NavSatFix:
 
 
 def test_prior_narrows_and_no_fix_goes_global(retrieval):
-    corpus, probe, received = retrieval
+    corpus, probe, received, _node = retrieval
     tile = corpus.num_tiles // 2
     narrowed = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_FIX, 5.0))
     assert not narrowed.global_search and narrowed.prior_radius_m > 0
@@ -84,7 +84,7 @@ def test_prior_narrows_and_no_fix_goes_global(retrieval):
 
 
 def test_operator_can_force_global_search(retrieval):
-    corpus, probe, received = retrieval
+    corpus, probe, received, _node = retrieval
     client = probe.create_client(SetBool, f"/{names.RETRIEVAL_NODE}/set_global_search")
     assert client.wait_for_service(timeout_sec=5.0)
     future = client.call_async(SetBool.Request(data=True))
@@ -95,3 +95,35 @@ def test_operator_can_force_global_search(retrieval):
     tile = 0
     forced = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_FIX, 5.0))
     assert forced.global_search
+
+
+def test_rviz_mosaic_only_while_subscribed(retrieval):
+    """Frames are neither kept nor drawn for the debug mosaic until something subscribes to it."""
+    corpus, probe, received, node = retrieval
+    tile = 1
+    image_pub = probe.create_publisher(Image, names.IMAGE, QoSProfile(depth=5))
+    frame = Image(height=48, width=64, encoding="rgb8", step=64 * 3)
+    frame.header.stamp = s_to_stamp(100.0)
+    frame.data = np.full((48, 64, 3), 120, np.uint8).tobytes()
+
+    def ask_with_frame():
+        deadline = time.monotonic() + 5.0
+        while node.count_subscribers(names.IMAGE) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        image_pub.publish(frame)
+        time.sleep(0.3)
+        _ask(probe, received, corpus, tile, None)
+        time.sleep(0.3)
+
+    ask_with_frame()
+    assert not node.images and node.status.snapshot().get("debug_images_published", 0) == 0
+    mosaics: list[Image] = []
+    probe.create_subscription(Image, names.DEBUG_IMAGE, mosaics.append, QoSProfile(depth=5))
+    deadline = time.monotonic() + 5.0
+    while node.debug_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ask_with_frame()
+    deadline = time.monotonic() + 5.0
+    while not mosaics and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mosaics and mosaics[-1].width > frame.width, "no mosaic published to a subscriber"

@@ -228,9 +228,8 @@ class ReplayReport:
     def to_json_dict(self) -> dict:
         """The report.json object: contract keys first, then extras; NaN/inf become null (strict JSON)."""
         s, st = self.scored, self.state
-        origin = None if self.enu_origin is None else {
-            "lat_deg": self.enu_origin.origin_lat_deg, "lon_deg": self.enu_origin.origin_lon_deg,
-            "alt_m": self.enu_origin.origin_alt_m}
+        o = self.enu_origin
+        origin = o and {"lat_deg": o.origin_lat_deg, "lon_deg": o.origin_lon_deg, "alt_m": o.origin_alt_m}
         return _json_safe({
             # The report.json contract (interfaces.md).
             "frames": self.frames, "fixes_accepted": self.fixes_accepted, "fix_rate": self.fix_rate,
@@ -242,8 +241,7 @@ class ReplayReport:
             "nees_horizontal_mean": s.nees_horizontal_mean, "nees_within_95_frac": s.nees_within_95_frac,
             "time_gnss_denied_s": self.time_gnss_denied_s, "gnss_lost_s": self.gnss_lost_s,
             "scored_samples": s.samples, "scored_duration_s": s.duration_s, "score_rate_hz": self.score_rate_hz,
-            "latency_ms_max": self.latency_ms_max, "latency_samples": self.latency_samples,
-            "enu_origin": origin,
+            "latency_ms_max": self.latency_ms_max, "latency_samples": self.latency_samples, "enu_origin": origin,
             "whole_flight": asdict(self.whole_flight),
             "visual_fixes": asdict(self.visual_fixes),
             "velocity_rmse_mps": st.velocity_rmse_mps, "velocity_horizontal_rmse_mps": st.velocity_horizontal_rmse_mps,
