@@ -38,7 +38,7 @@ from gps_denied_nav.replay.session import replay
 ROOT = Path(__file__).resolve().parents[1]
 TURKU = ROOT.parent / "shared" / "data" / "turku_satellite"
 COLUMNS = ("fix_rate", "rmse_m", "cep95_m", "nees_position_3d_mean", "latency_ms_p50", "latency_ms_p95",
-           "inference_forward_ms_p50", "matching_ms_p50", "eskf_node_rss_mb", "wall_s")
+           "inference_forward_ms_p50", "forward_in_graph_over_alone", "matching_ms_p50", "eskf_node_rss_mb", "wall_s")
 
 
 def row(report: dict) -> dict:
@@ -49,6 +49,7 @@ def row(report: dict) -> dict:
             "latency_ms_p95": report["latency_ms_p95"],
             "inference_forward_ms_p50": stages["inference"]["steps_ms"].get("forward", {}).get("p50"),
             "matching_ms_p50": stages["matching"]["total_ms"]["p50"],
+            "forward_in_graph_over_alone": None,
             "eskf_node_rss_mb": rss.get("eskf_node"), "wall_s": report["wall_s"], "mode": report["mode"],
             "host": report["host"], "lockstep_timeouts": (report["lockstep"] or {}).get("timeouts")}
 
@@ -110,7 +111,8 @@ def markdown(figures: dict) -> str:
     lines = [f"Measured {figures['measured']} on {m['cpu_model']}, {m['cores']} cores, load before "
              f"{m['load_avg_1_5_15']}, Python {m['python']} (`benchmarks/reproduce_figures.py`, "
              f"{figures['run_s'] / 60:.0f} min). Standalone forward pass (batch 1, one thread): "
-             f"{figures['standalone_forward_ms_p50']:.0f} ms.", "",
+             f"{figures['standalone_forward_ms_p50']:.0f} ms at the start; `forward_in_graph_over_alone` divides "
+             "the in-graph p50 by the same pass alone, measured right after the realtime runs.", "",
              "| run | mode, host | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     fmt = lambda v: "-" if v is None else (f"{v:.3f}" if abs(v) < 10 else f"{v:.0f}")  # noqa: E731
     for name, r in figures["runs"].items():
@@ -163,6 +165,10 @@ def main() -> int:
             rows = [row(replay(clip, corpus, args.out / f"{name}_{k}", mode="realtime",
                                process_per_node=per_node).to_json_dict()) for k in range(args.realtime_runs)]
             runs[name] = median_row(rows)
+            # the machine's speed drifts (up to ~3x here within an hour): the forward pass alone, just after
+            alone_ms = standalone_forward_ms(corpus)
+            runs[name].update(standalone_forward_ms_p50=alone_ms,
+                              forward_in_graph_over_alone=runs[name]["inference_forward_ms_p50"] / alone_ms)
         turku = turku_inputs(args.out / "turku")
         if turku is not None:
             runs["turku_lockstep"] = row(replay(*turku, args.out / "turku" / "replay").to_json_dict())

@@ -15,13 +15,16 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import faiss
 import numpy as np
 
 from .geodesy import LocalTangentPlane
-from .netvlad import CheckpointError, NetVLADModel, compute_model_id, load_checkpoint
+
+if TYPE_CHECKING:
+    from .netvlad import NetVLADModel
 
 CORPUS_FORMAT = "gps_denied_nav.corpus"
 CORPUS_FORMAT_VERSION = 1
@@ -211,6 +214,9 @@ class Corpus:
 
     def load_model(self) -> NetVLADModel:
         """The checkpoint that made the descriptors; CorpusError if it is not the manifest's model."""
+        # torch only here: retrieval and matching read corpora without ever running the model
+        from .netvlad import CheckpointError, compute_model_id, load_checkpoint
+
         try:
             model, _ = load_checkpoint(self.model_path)
         except CheckpointError as exc:
