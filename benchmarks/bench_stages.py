@@ -8,7 +8,7 @@ Frames are rendered from the given corpus's own map, so this measures time, not 
 forward pass beside one busy Python thread, eager and traced: what the GIL costs an eager model inside a
 process whose other threads run Python (the one-process graph).
 
-Run: ``.venv/bin/python benchmarks/bench_stages.py --ortho out/demo/world.tif --corpus out/demo/corpus
+Run: ``.venv/bin/python benchmarks/bench_stages.py [--ortho out/demo/world.tif --corpus out/demo/corpus]
 [--threads 1 2] [--frames 40]`` (``make demo`` writes both).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 from gps_denied_nav.core.threads import ThreadBudget, apply_thread_budget
 from gps_denied_nav.sim.render import render_frame
 
+DEMO = Path(__file__).resolve().parents[1] / "out" / "demo"
 ALTITUDE_AGL_M = 120.0
 QUERY_FOOTPRINT_M = 105.0
 
@@ -57,11 +59,15 @@ def pct(values) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ortho", required=True, help="the GeoTIFF the corpus was provisioned from")
-    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--ortho", type=Path, default=DEMO / "world.tif",
+                        help="the GeoTIFF the corpus was provisioned from (default: make demo's)")
+    parser.add_argument("--corpus", type=Path, default=DEMO / "corpus")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread budgets to compare")
     parser.add_argument("--frames", type=int, default=40)
     args = parser.parse_args()
+    if not (args.corpus / "manifest.json").exists():
+        print(f"skipped: no corpus at {args.corpus} (run make demo first, or give --ortho and --corpus)")
+        return
     corpus = Corpus.load(args.corpus)
     raster = load_geotiff(args.ortho, frame=corpus.frame)
     rng = np.random.default_rng(0)

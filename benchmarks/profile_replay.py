@@ -19,10 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+PY_SPY = str(Path(sys.executable).with_name("py-spy")) if Path(sys.executable).with_name("py-spy").exists() \
+    else (shutil.which("py-spy") or "py-spy")  # pinned in requirements.txt, installed beside this interpreter
+
 
 def record(pid: int, seconds: float, out: Path, gil: bool, rate_hz: int = 100) -> dict[str, collections.Counter]:
     """py-spy raw samples of ``pid`` -> {thread name: Counter(top 3 frames -> samples)}."""
-    cmd = [shutil.which("py-spy") or "py-spy", "record", "--pid", str(pid), "-d", str(int(seconds)), "-r",
+    cmd = [PY_SPY, "record", "--pid", str(pid), "-d", str(int(seconds)), "-r",
            str(rate_hz), "-f", "raw", "-o", str(out), "--threads", "--nonblocking"] + (["--gil"] if gil else [])
     subprocess.run(cmd, check=True, capture_output=True)
     threads: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -52,7 +55,7 @@ def main() -> int:
         busy = record(replay.pid, args.seconds, work / "busy.txt", gil=False)
         holding = record(replay.pid, args.seconds, work / "gil.txt", gil=True)
         if args.svg:
-            subprocess.run([shutil.which("py-spy") or "py-spy", "record", "--pid", str(replay.pid), "-d", "10",
+            subprocess.run([PY_SPY, "record", "--pid", str(replay.pid), "-d", "10",
                             "-o", str(args.svg), "--threads", "--nonblocking"], check=True, capture_output=True)
     finally:
         replay.kill()
