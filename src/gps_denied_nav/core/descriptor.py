@@ -165,8 +165,7 @@ class _Traceable(torch.nn.Module):
     def __init__(self, extractor: DescriptorExtractor):
         super().__init__()
         self.model = extractor.model
-        self._normalise, self._fp16 = extractor._normalise, extractor.fp16
+        self._model_input = extractor._model_input
 
     def forward(self, batch_dn: torch.Tensor) -> torch.Tensor:
-        batch = self._normalise(batch_dn)
-        return self.model(batch.half() if self._fp16 else batch)
+        return self.model(self._model_input(batch_dn))

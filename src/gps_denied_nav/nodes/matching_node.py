@@ -152,15 +152,16 @@ class MatchingNode(StageNode):
 
     def _match(self, item) -> None:
         msg, rgb, intrinsics, timer = item
+        stamp_s = stamp_to_s(msg.header.stamp)
         timer.mark("queue_wait")
         candidates = []
         for cand in msg.candidates[: self.params.candidates_to_match]:
             kp_enu_m, desc = self.corpus.tile_features(cand.index)
             candidates.append(TileFeatures(cand.tile_id, kp_enu_m, desc, cand.score))
-        q = self.poses.lookup(stamp_to_s(msg.header.stamp), tolerance_s=0.5)
+        q = self.poses.lookup(stamp_s, tolerance_s=0.5)
         prior = None if q is None else PosePrior(R_world_body=quat_to_rotmat(q))
         timer.mark("tile_features")
-        features = self._features_of(stamp_to_s(msg.header.stamp))
+        features = self._features_of(stamp_s)
         timer.mark("sift_wait")
         result = match_frame(rgb if features is None else features, intrinsics.K, candidates, self.config,
                              ground_up_m=self.corpus.ground_up_m, prior=prior, R_body_cam=self.R_body_cam,
