@@ -32,6 +32,25 @@ def small_corpus(small_world, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def short_clip(small_world, tmp_path_factory) -> Path:
+    """The short reference flight (replay.reference): 40 s, GNSS for the first 10 s."""
+    from gps_denied_nav.replay.reference import short_clip
+
+    return short_clip(small_world, tmp_path_factory.mktemp("clip") / "clip.mcap")
+
+
+@pytest.fixture(scope="session")
+def reference_replay(short_clip, small_corpus, tmp_path_factory) -> Path:
+    """The reference flight replayed in lockstep through the whole graph, once per session; its output
+    directory (report.json, outputs.mcap, plots)."""
+    from gps_denied_nav.replay.session import replay
+
+    out = tmp_path_factory.mktemp("reference_replay")
+    replay(short_clip, small_corpus, out, rate=1.0)
+    return out
+
+
+@pytest.fixture(scope="session")
 def turku_dir() -> Path:
     path = SHARED_DATA / "turku_satellite"
     if not (path / "map" / "map.csv").exists():

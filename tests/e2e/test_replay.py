@@ -23,18 +23,10 @@ CLIP_DURATION_S = reference.CLIP_DURATION_S
 FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures.json"
 
 
-@pytest.fixture(scope="module")
-def short_clip(small_world, tmp_path_factory):
-    return reference.short_clip(small_world, tmp_path_factory.mktemp("clip") / "clip.mcap")
-
-
-def test_replay_through_the_whole_graph(short_clip, small_corpus, tmp_path):
+def test_replay_through_the_whole_graph(reference_replay):
     """The short reference flight in lockstep: the report contract, and no worse than the recorded figures."""
-    from gps_denied_nav.replay.session import replay
-
-    out = tmp_path / "replay"
-    report = replay(short_clip, small_corpus, out, rate=1.0).to_json_dict()
-    saved = json.loads((out / "report.json").read_text())
+    out = reference_replay
+    saved = report = json.loads((out / "report.json").read_text())
     for key in ("frames", "fixes_accepted", "fix_rate", "rmse_m", "cep50_m", "cep95_m", "visual_fix_rmse_m",
                 "max_error_m", "latency_ms_p50", "latency_ms_p95", "wall_s"):
         assert key in saved

@@ -65,15 +65,32 @@ def test_bad_images_are_counted_and_dropped(graph):
                                  for d in diagnostics for s in d.status for kv in s.values), 5.0)
 
 
-def test_nan_and_backwards_imu_are_dropped(graph):
+def test_nan_absurd_and_out_of_order_imu_are_dropped(graph):
     nodes, probe, _ = graph
     t0 = 1000.0
-    _publish(probe, Imu, names.IMU, [_imu(t0), _imu(t0 + 0.01, ax=float("nan")), _imu(t0 + 0.02), _imu(t0 + 0.015)])
+    _publish(probe, Imu, names.IMU, [_imu(t0), _imu(t0 + 0.01, ax=float("nan")), _imu(t0 + 0.02), _imu(t0 + 0.015),
+                                     _imu(t0 + 7200.0), _imu(t0 + 0.03, ax=1e12), _imu(t0 + 0.04)])
     status = nodes["EskfNode"].status
-    assert wait_for(lambda: status.snapshot().get("dropped_bad_imu", 0) == 1
-                     and status.snapshot().get("dropped_imu_stamp_backwards", 0) == 1), status.snapshot()
-    assert status.snapshot().get("imu_received", 0) >= 2
+    expected = {"dropped_imu_not_finite": 1, "dropped_imu_stamp_backwards": 1, "dropped_imu_stamp_jump": 1,
+                "dropped_imu_accel_out_of_range": 1}
+    assert wait_for(lambda: all(status.snapshot().get(k, 0) == n for k, n in expected.items())), status.snapshot()
+    # The stamp two hours ahead was not adopted: the samples after it still count.
+    assert wait_for(lambda: status.snapshot().get("imu_received", 0) >= 3), status.snapshot()
     assert nodes["EskfNode"]._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+
+
+def test_absurd_gnss_and_visual_fixes_are_refused_with_their_reason(graph):
+    nodes, probe, _ = graph
+    gnss = NavSatFix(latitude=200.0, longitude=22.0, altitude=10.0)
+    gnss.status.status = 0
+    _publish(probe, NavSatFix, names.GNSS_FIX, [gnss])
+    fix = VisualFix(latitude_deg=60.4, longitude_deg=22.2, altitude_m=100.0, heading_variance_rad2=float("nan"))
+    fix.position_covariance_enu_m2 = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    _publish(probe, VisualFix, names.VISUAL_FIX, [fix])
+    eskf = nodes["EskfNode"].status
+    assert wait_for(lambda: eskf.snapshot().get("dropped_gnss_latlon_out_of_range", 0) == 1), eskf.snapshot()
+    assert wait_for(lambda: eskf.snapshot().get("dropped_visual_fix_heading_invalid", 0) == 1), eskf.snapshot()
+    assert nodes["EskfNode"].frame is None, "a refused fix must not set the map origin"
 
 
 def test_bad_visual_fix_and_descriptor_are_dropped(graph):
@@ -86,7 +103,7 @@ def test_bad_visual_fix_and_descriptor_are_dropped(graph):
     _publish(probe, GlobalDescriptor, names.DESCRIPTOR, [wrong])
     _publish(probe, NavSatFix, names.FIX, [NavSatFix(latitude=float("nan"), longitude=1.0)])
     eskf, retrieval = nodes["EskfNode"].status, nodes["RetrievalNode"].status
-    assert wait_for(lambda: eskf.snapshot().get("dropped_bad_visual_fix", 0) == 1), eskf.snapshot()
+    assert wait_for(lambda: eskf.snapshot().get("dropped_visual_fix_position_not_finite", 0) == 1), eskf.snapshot()
     assert wait_for(lambda: retrieval.snapshot().get("dropped_model_mismatch", 0) == 1), retrieval.snapshot()
     assert wait_for(lambda: retrieval.snapshot().get("dropped_bad_fix", 0) == 1), retrieval.snapshot()
     for node in nodes.values():

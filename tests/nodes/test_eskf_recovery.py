@@ -1,5 +1,5 @@
 """The filter node's recovery chain: initialise from a visual fix, reject a run of fixes 300 m off, report
-NO_FIX on /gps_denied_nav/fix (which sends retrieval global), and re-initialise from the next strong fix.
+NO_FIX on /gps_denied_nav/fix (which sends retrieval global), and re-initialise from the next two strong fixes.
 
 Inputs go straight into the node's callbacks, in stamp order, so the test does not depend on DDS timing
 (the DDS input path is covered by test_bad_input and the end-to-end replays); outputs are read over DDS."""
@@ -73,9 +73,14 @@ def test_rejections_report_no_fix_and_a_strong_fix_recovers(eskf):
     assert counters.rejected == node.params.max_consecutive_visual_rejections
     assert wait_for(lambda: fixes and fixes[-1].status.status == NavSatStatus.STATUS_NO_FIX)
 
-    node._on_visual_fix(_fix(t, 0.5, 0.5, inliers=node.params.reinit_min_inliers))  # strong enough to re-initialise
-    _hover_imu(node, t, t + 1.0)
-    assert wait_for(lambda: not node.filter.needs_reinit), node.status.snapshot()
+    # Two strong fixes re-initialise: position and heading from the newer, velocity from their chord
+    # (5 m/s east here), not the velocity the lost filter carried.
+    strong = node.params.reinit_min_inliers
+    assert node._on_visual_fix(_fix(t, 0.5, 0.5, inliers=strong)) is None and node.filter.needs_reinit
+    _hover_imu(node, t, t + 0.5)
+    node._on_visual_fix(_fix(t + 0.5, 3.0, 0.5, inliers=strong))
+    assert not node.filter.needs_reinit, node.status.snapshot()
+    assert abs(node.filter.vel_enu_mps[0] - 5.0) < 0.5 and abs(node.filter.vel_enu_mps[1]) < 0.5
+    _hover_imu(node, t + 0.5, t + 1.5)
+    assert abs(node.filter.pos_enu_m[0] - 8.0) < 1.0 and abs(node.filter.pos_enu_m[1] - 0.5) < 1.0
     assert wait_for(lambda: fixes[-1].status.status == NavSatStatus.STATUS_FIX)
-    east, north, _ = ORIGIN.to_enu(fixes[-1].latitude, fixes[-1].longitude, fixes[-1].altitude)
-    assert abs(east) < 3.0 and abs(north) < 3.0

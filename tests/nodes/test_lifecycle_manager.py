@@ -1,12 +1,16 @@
 """The lifecycle manager brings the real nodes up over their change_state services, in order, and down again;
-a node that fails a transition stops the sequence and is named."""
+a node that fails a transition stops the start-up and is named, and shutdown still brings down every node that
+came up (asking each for its state), going on past a node that refuses."""
 from __future__ import annotations
 
 import pytest
+from lifecycle_msgs.msg import State
+from rclpy.lifecycle import TransitionCallbackReturn
 
 from gps_denied_nav.nodes import names
 from gps_denied_nav.replay.graph import GraphHost
 from gps_denied_nav.replay.session import DEFAULT_PARAMS
+from rclpy_harness import wait_for
 
 
 def test_manager_brings_the_graph_up_and_down(small_corpus):
@@ -29,3 +33,56 @@ def test_manager_names_the_node_that_fails(tmp_path):
         assert host.manager.node_states[names.RETRIEVAL_NODE] == "unknown"
     finally:
         host.close()
+
+
+def _real_states(host: GraphHost) -> dict[str, str]:
+    """Each node's own lifecycle state (not what the manager believes)."""
+    return {node.get_name(): node._state_machine.current_state[1] for node in host.graph_nodes}
+
+
+def _graph_failing_at_retrieval(small_corpus, tmp_path) -> GraphHost:
+    """The graph with only retrieval_node pointed at a missing corpus: the filter and inference come up first."""
+    params = tmp_path / "retrieval_fails.yaml"
+    params.write_text("".join(f"{node}:\n  ros__parameters:\n    corpus_dir: '{corpus}'\n" for node, corpus in (
+        (names.INFERENCE_NODE, small_corpus), (names.RETRIEVAL_NODE, tmp_path / "no_corpus_here"),
+        (names.MATCHING_NODE, small_corpus))))
+    host = GraphHost([DEFAULT_PARAMS, params]).start()
+    with pytest.raises(RuntimeError, match="retrieval_node: transition 'configure' failed"):
+        host.wait_until_active(timeout_s=120.0)
+    assert _real_states(host) == {names.ESKF_NODE: "active", names.INFERENCE_NODE: "active",
+                                  names.RETRIEVAL_NODE: "unconfigured", names.MATCHING_NODE: "unconfigured"}
+    return host
+
+
+def test_shutdown_after_a_failed_start_up_brings_down_what_came_up(small_corpus, tmp_path):
+    host = _graph_failing_at_retrieval(small_corpus, tmp_path)
+    try:
+        host.manager.shutdown()
+        assert wait_for(lambda: not host.manager.busy, 30.0)
+        assert _real_states(host) == {n: "unconfigured" for n in names.MANAGED_NODES}
+        # matching_node was never sent a transition, so the manager still does not know its state.
+        assert host.manager.node_states == {names.ESKF_NODE: "unconfigured", names.INFERENCE_NODE: "unconfigured",
+                                            names.RETRIEVAL_NODE: "unconfigured", names.MATCHING_NODE: "unknown"}
+    finally:
+        host.close()
+
+
+def test_a_node_that_refuses_to_come_down_does_not_stop_the_others(small_corpus, tmp_path):
+    host = _graph_failing_at_retrieval(small_corpus, tmp_path)
+    inference = next(node for node in host.graph_nodes if node.get_name() == names.INFERENCE_NODE)
+    callbacks = inference._callbacks  # rclpy binds the transition callbacks at construction
+    on_deactivate = callbacks[State.TRANSITION_STATE_DEACTIVATING]
+    callbacks[State.TRANSITION_STATE_DEACTIVATING] = lambda _state: TransitionCallbackReturn.FAILURE
+    try:
+        host.manager.shutdown()
+        assert wait_for(lambda: not host.manager.busy, 30.0)
+        states = _real_states(host)
+        assert states[names.INFERENCE_NODE] == "active" and states[names.ESKF_NODE] == "unconfigured"
+        assert host.manager.node_states[names.INFERENCE_NODE] == "failed to deactivate"
+        # Both failures stay on /diagnostics (ERROR): the start-up's and the shutdown's.
+        assert "retrieval_node: transition 'configure' failed" in host.manager.failure
+        assert "inference_node: transition 'deactivate' failed" in host.manager.failure
+    finally:
+        callbacks[State.TRANSITION_STATE_DEACTIVATING] = on_deactivate
+        host.close()
+    assert host.manager.node_states[names.INFERENCE_NODE] == "unconfigured"

@@ -4,16 +4,16 @@ A corpus directory is written once by `core.corpus_build.provision` and read by 
 tiles on a regular ENU grid with one global descriptor each (`descriptors.npy`, `index.faiss`), SIFT
 features of the whole map in ENU metres (`features.npz`), the model that made the descriptors
 (`model.pt`), a preview of the map (`map.png`, alpha = valid data) and `tiles.json`. `manifest.json`
-records the origin, geometry, model id and the sha256 of every file; `Corpus.load` refuses anything that
-does not verify, naming the file and the problem, because a silently stale or truncated corpus produces
-confident wrong fixes. SIFT features are stored once per grid cell of `stride_m` (a tile is a block of
+records the origin, geometry, model id and the sha256 of every file (its schema and checks live in
+`core.corpus_manifest`); `Corpus.load` refuses anything that does not verify, naming the file and the
+problem, because a silently stale or truncated corpus produces confident wrong fixes. SIFT features are stored once per grid cell of `stride_m` (a tile is a block of
 cells), so overlapping tiles and ENU windows share keypoints without duplicates.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,33 +21,12 @@ import cv2
 import faiss
 import numpy as np
 
-from .geodesy import LocalTangentPlane
+from .corpus_manifest import CORPUS_FILES, CorpusError, Manifest, MapGeometry, read_manifest
 
 if TYPE_CHECKING:
     from .netvlad import NetVLADModel
 
-CORPUS_FORMAT = "gps_denied_nav.corpus"
-CORPUS_FORMAT_VERSION = 1
-CORPUS_FILES = ("tiles.json", "descriptors.npy", "index.faiss", "features.npz", "map.png", "model.pt")
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be used; the message names the file and the problem."""
-
-    def __init__(self, path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
-
-@dataclass(frozen=True)
-class MapGeometry:
-    """North-up raster grid in the corpus ENU frame (pixel centre at east_min_m + (col + 0.5) * gsd_m)."""
-
-    east_min_m: float
-    north_max_m: float
-    gsd_m: float
-    width_px: int
-    height_px: int
+__all__ = ["CORPUS_FILES", "Corpus", "CorpusError", "Manifest", "MapGeometry", "Tile", "file_sha256"]
 
 
 @dataclass(frozen=True)
@@ -69,64 +48,12 @@ class Tile:
     cells: tuple[int, ...]  # SIFT storage cells that make up the tile
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """Contents of manifest.json."""
-
-    origin: LocalTangentPlane  # ENU origin of every coordinate in the corpus
-    source: str  # the map the corpus was cut from
-    map_geometry: MapGeometry  # full-resolution map grid (tiles and features were cut from it)
-    preview_geometry: MapGeometry  # grid of map.png
-    tile_size_m: float
-    tile_stride_m: float
-    tile_px: int
-    model_id: str  # model card name + weights hash of model.pt
-    descriptor_dim: int
-    num_tiles: int
-    num_features: int  # SIFT keypoints in features.npz
-    root_sift: bool  # descriptor flavour of features.npz (the matcher must use the same)
-    ground_alt_m: float  # ellipsoidal height of the flat ground the map lies on
-    provision_config: dict  # every ProvisionConfig field, for the record
-    files: dict  # file name -> {"sha256": hex, "bytes": int}
-    format_version: int = CORPUS_FORMAT_VERSION
-
-    def to_json(self) -> dict:
-        return {"format": CORPUS_FORMAT, **asdict(self)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Manifest:
-        data = {k: v for k, v in data.items() if k != "format"}
-        data["origin"] = LocalTangentPlane(**data["origin"])
-        data["map_geometry"] = MapGeometry(**data["map_geometry"])
-        data["preview_geometry"] = MapGeometry(**data["preview_geometry"])
-        return cls(**data)
-
-
 def file_sha256(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _read_manifest(directory: Path) -> Manifest:
-    path = directory / "manifest.json"
-    if not path.is_file():
-        raise CorpusError(path, "missing (not a provisioned corpus directory?)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorpusError(path, f"not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != CORPUS_FORMAT:
-        raise CorpusError(path, f"not a {CORPUS_FORMAT} manifest")
-    if data.get("format_version") != CORPUS_FORMAT_VERSION:
-        raise CorpusError(path, f"format version {data.get('format_version')} is not the supported "
-                                f"{CORPUS_FORMAT_VERSION}; provision the corpus again")
-    try:
-        return Manifest.from_json(data)
-    except (TypeError, KeyError) as exc:
-        raise CorpusError(path, f"malformed manifest ({exc})") from exc
 
 
 def _verify_files(directory: Path, manifest: Manifest) -> None:
@@ -174,7 +101,7 @@ class Corpus:
     def load(cls, directory) -> Corpus:
         """Read and verify a corpus; raises CorpusError naming the offending file."""
         directory = Path(directory)
-        manifest = _read_manifest(directory)
+        manifest = read_manifest(directory)
         _verify_files(directory, manifest)
         try:
             tiles = [Tile(**{**t, "centre_enu_m": tuple(t["centre_enu_m"]), "cells": tuple(t["cells"])})

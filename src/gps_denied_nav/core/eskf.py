@@ -17,8 +17,6 @@ gating, Joseph update and reset in `eskf_update`; counters and the divergence ve
 from __future__ import annotations
 
 import functools
-from dataclasses import astuple, dataclass, field
-
 import numpy as np
 
 from gps_denied_nav.core import eskf_measurements as models
@@ -26,7 +24,9 @@ from gps_denied_nav.core.eskf_diagnostics import (DiagnosticsLog, EskfDiagnostic
                                                   MeasurementKind, ReinitReason, UpdateOutcome, UpdateStatus)
 from gps_denied_nav.core.eskf_history import PositionReset, TimedEvent
 from gps_denied_nav.core.eskf_reset import apply_reset
-from gps_denied_nav.core.eskf_propagation import GRAVITY_ENU_MPS2, ProcessNoise
+from gps_denied_nav.core.eskf_config import EskfConfig
+from gps_denied_nav.core.eskf_guard import measurement_problem, reset_problem, state_problem
+from gps_denied_nav.core.eskf_propagation import ProcessNoise
 from gps_denied_nav.core.eskf_state import (E_ACCEL_BIAS, E_ATT, E_BARO, E_GYRO_BIAS, E_POS, E_VEL,
                                             ERROR_DIM, X_POS, NominalState, StateEstimate, align_roll_pitch,
                                             yaw_from_velocity)
@@ -39,36 +39,13 @@ __all__ = ["EskfConfig", "ErrorStateKalmanFilter", "MeasurementKind", "NominalSt
            "yaw_from_velocity"]
 
 
-@dataclass(frozen=True)
-class EskfConfig:
-    """Filter parameters (one node YAML block maps onto this)."""
-
-    process_noise: ProcessNoise = field(default_factory=ProcessNoise)
-    gravity_enu_mps2: tuple[float, float, float] = GRAVITY_ENU_MPS2
-    gate_probability: float = 0.999            # chi-square acceptance probability of every gate
-    history_s: float = 3.0                     # fixes older than this (vs the newest IMU) are refused
-    max_position_cov_trace_m2: float = 2.0e4   # above it the prior is useless for local retrieval
-    max_consecutive_visual_rejections: int = 10
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.gate_probability < 1.0:
-            raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
-        if self.history_s <= 0.0 or self.max_position_cov_trace_m2 <= 0.0:
-            raise ValueError("history_s and max_position_cov_trace_m2 must be positive")
-        if self.max_consecutive_visual_rejections < 1:
-            raise ValueError("max_consecutive_visual_rejections must be >= 1")
-        if min(astuple(self.process_noise)) < 0.0 or len(self.gravity_enu_mps2) != 3:
-            raise ValueError("process noise densities must be >= 0 and gravity a 3-vector")
-
-
 class ErrorStateKalmanFilter:
     """IMU-driven ESKF with stamped (possibly late, possibly out-of-order) measurement updates."""
 
     def __init__(self, config: EskfConfig | None = None):
         self.config = config or EskfConfig()
         self._gate = ChiSquareGate(self.config.gate_probability)
-        self._timeline = Timeline(np.asarray(self.config.gravity_enu_mps2, dtype=float),
-                                  self.config.process_noise.variance_rates(), self.config.history_s, self._fuse)
+        self._timeline = Timeline(self.config, self._fuse)
         self._hist = self._timeline.history
         self._diag = DiagnosticsLog()
         self._seq = 0
@@ -112,7 +89,8 @@ class ErrorStateKalmanFilter:
                         gyro_body_radps: np.ndarray) -> None:
         """Add IMU samples [N] (stamps increasing), [N, 3], [N, 3] in one vectorised step.
 
-        Samples not newer than the last one are dropped and counted. Measurements waiting for the IMU
+        Samples not newer than the last one, more than ``history_s`` after it, not finite or beyond the
+        sensor's range (config) are dropped and counted. Measurements waiting for the IMU
         are fused when it passes them.
         """
         self._require_init()
@@ -123,14 +101,20 @@ class ErrorStateKalmanFilter:
     def _fuse(self, x, P, event: TimedEvent, record: bool):
         """Correction step handed to the timeline: gate + Joseph update, or a position reset."""
         if event.reset is not None:
-            x, P = apply_reset(x, P, event.reset)
-            outcome = UpdateOutcome(event.kind, event.stamp_s, UpdateStatus.ACCEPTED)
-            if record:
-                self._diag.record(outcome, None)
-            return x, P, outcome
+            problem = reset_problem(event.reset)
+            x_new, P_new = (x, P) if problem else apply_reset(x, P, event.reset)
+            return self._guarded(x, P, x_new, P_new, UpdateOutcome(event.kind, event.stamp_s, UpdateStatus.ACCEPTED),
+                                 problem, record)
         measurement = event.model(NominalState.from_vector(x))
+        problem = measurement_problem(measurement)
+        if problem:
+            return self._guarded(x, P, x, P, UpdateOutcome(event.kind, event.stamp_s, UpdateStatus.INVALID),
+                                 problem, record)
         threshold = self._gate.threshold(measurement.dof) if event.gated else np.inf
         result = correct(x, P, measurement, threshold)
+        if result.accepted and not (np.all(np.isfinite(result.x)) and np.all(np.isfinite(result.P))):
+            return self._guarded(x, P, x, P, UpdateOutcome(event.kind, event.stamp_s, UpdateStatus.INVALID),
+                                 "posterior not finite", record)
         status = UpdateStatus.ACCEPTED if result.accepted else UpdateStatus.REJECTED
         outcome = UpdateOutcome(event.kind, event.stamp_s, status, result.nis, measurement.dof, threshold)
         if record:
@@ -138,6 +122,20 @@ class ErrorStateKalmanFilter:
                                                         result.innovation_cov, result.nis, threshold,
                                                         result.accepted))
         return result.x, result.P, outcome
+
+    def _guarded(self, x, P, x_new, P_new, outcome: UpdateOutcome, problem: str | None, record: bool):
+        """A reset's result, or the unchanged (x, P) with status INVALID when ``problem`` or a non-finite
+        result says it must not be applied."""
+        if problem is None and not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(P_new))):
+            problem = "result not finite"
+        if problem is not None:
+            outcome = UpdateOutcome(outcome.kind, outcome.stamp_s, UpdateStatus.INVALID)
+            x_new, P_new = x, P
+            if record:
+                self._diag.last_invalid = f"{outcome.kind.value}: {problem}"
+        if record:
+            self._diag.record(outcome, None)
+        return x_new, P_new, outcome
 
     def update_at(self, stamp_s: float, kind: MeasurementKind, model=None, *, reset: PositionReset | None = None,
                   gated: bool = True) -> UpdateOutcome:
@@ -149,7 +147,7 @@ class ErrorStateKalmanFilter:
         self._require_init()
         self._seq += 1
         outcome = self._timeline.add_event(TimedEvent(float(stamp_s), self._seq, kind, model, reset, gated))
-        if outcome.status is UpdateStatus.TOO_OLD:
+        if outcome.status in (UpdateStatus.TOO_OLD, UpdateStatus.TOO_NEW):
             self._diag.record(outcome, None)
         return outcome
 
@@ -201,17 +199,19 @@ class ErrorStateKalmanFilter:
 
     def reinitialize_position(self, stamp_s: float, pos_enu_m, cov_enu_m2, *, yaw_rad: float | None = None,
                               yaw_var_rad2: float = 0.0, vel_sigma_mps: float | None = None,
-                              tilt_sigma_rad: float = 0.05) -> UpdateOutcome:
+                              tilt_sigma_rad: float = 0.05, vel_enu_mps=None) -> UpdateOutcome:
         """Accept a confident fix without gating (after a global re-localisation): the position and
         its covariance are replaced at ``stamp_s`` and their correlations dropped. With ``yaw_rad`` the
         heading is replaced too (the velocity turns with it) and roll/pitch get ``tilt_sigma_rad``; with
-        ``vel_sigma_mps`` the velocity keeps its estimate but that uncertainty: a filter that diverged has
-        wrong velocity and attitude as well, and a position alone would be rejected again at the next fix.
+        ``vel_sigma_mps`` the velocity gets that uncertainty and, with ``vel_enu_mps`` (e.g. from two
+        consecutive fixes), that value, else it keeps its estimate: a filter that diverged has wrong
+        velocity and attitude as well, and a position alone would be rejected again at the next fix.
         Biases are kept. Clears the consecutive-rejection count. Like any fix it is refused (TOO_OLD) when
         stamped before the history window."""
         reset = PositionReset(np.asarray(pos_enu_m, float).reshape(3), np.asarray(cov_enu_m2, float).reshape(3, 3),
                               None if yaw_rad is None else float(yaw_rad), float(yaw_var_rad2),
-                              None if vel_sigma_mps is None else float(vel_sigma_mps), float(tilt_sigma_rad))
+                              None if vel_sigma_mps is None else float(vel_sigma_mps), float(tilt_sigma_rad),
+                              vel_enu_mps=None if vel_enu_mps is None else np.asarray(vel_enu_mps, float).reshape(3))
         return self.update_at(stamp_s, MeasurementKind.POSITION_RESET, reset=reset, gated=False)
 
     def reset_heading(self, stamp_s: float, yaw_rad: float, yaw_var_rad2: float) -> UpdateOutcome:
@@ -270,7 +270,14 @@ class ErrorStateKalmanFilter:
         return StateEstimate(float(stamp_s), NominalState.from_vector(x), P.copy())
 
     @property
+    def state_problem(self) -> str | None:
+        """Why the current state or covariance cannot be trusted (eskf_guard), or None."""
+        return state_problem(self._hist.x[-1], self._hist.P[-1], self.config.max_speed_mps)
+
+    @property
     def reinit_reason(self) -> ReinitReason:
+        if self.state_problem is not None:
+            return ReinitReason.INVALID_STATE
         if np.trace(self.position_cov_m2) > self.config.max_position_cov_trace_m2:
             return ReinitReason.POSITION_COVARIANCE
         if self._diag.consecutive_visual_rejections >= self.config.max_consecutive_visual_rejections:

@@ -96,3 +96,14 @@ def wants_heading_reset(yaw_sigma_rad: float, fix_heading_var_rad2: float, fix_i
     finer, and the fix is strong enough (``min_inliers``) to trust without gating its heading."""
     return (yaw_sigma_rad > align_sigma_rad and fix_inliers >= min_inliers
             and fix_heading_var_rad2 < (0.1 * yaw_sigma_rad) ** 2)
+
+
+def gnss_chord(fixes, baseline_s: float):
+    """(t0, t1, p1, chord velocity [3]) from the newest of ``fixes`` [(stamp_s, pos_enu_m, cov)] and the newest
+    one ``baseline_s`` to twice that older, or None when there is no such pair yet."""
+    t1, p1, _cov = fixes[-1]
+    older = [(t, p) for t, p, _ in fixes if baseline_s <= t1 - t <= 2 * baseline_s]
+    if not older:
+        return None
+    t0, p0 = older[-1]
+    return t0, t1, p1, (p1 - p0) / (t1 - t0)

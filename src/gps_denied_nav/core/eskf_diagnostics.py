@@ -27,12 +27,15 @@ class UpdateStatus(Enum):
     REJECTED = "rejected"      # failed the chi-square gate
     TOO_OLD = "too_old"        # stamped before the stored history
     DEFERRED = "deferred"      # stamped after the newest IMU sample: fused when the IMU catches up
+    TOO_NEW = "too_new"        # stamped beyond max_future_s ahead of the IMU, or the waiting queue is full
+    INVALID = "invalid"        # non-finite values or a noise covariance that is not positive definite
 
 
 class ReinitReason(Enum):
     NONE = "none"
     POSITION_COVARIANCE = "position_covariance"          # trace(P_pos) above the configured bound
     CONSECUTIVE_REJECTIONS = "consecutive_rejections"    # N visual fixes in a row failed the gate
+    INVALID_STATE = "invalid_state"                      # state or covariance not finite / not PD (eskf_guard)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class KindCounters:
     accepted: int = 0
     rejected: int = 0
     too_old: int = 0
+    too_new: int = 0
+    invalid: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class EskfDiagnostics:
     reinit_reason: ReinitReason
     imu_samples_dropped: int
     position_resets: int
+    last_invalid: str
 
 
 @dataclass
@@ -90,11 +96,14 @@ class DiagnosticsLog:
     consecutive_visual_rejections: int = 0
     imu_samples_dropped: int = 0
     position_resets: int = 0
+    last_invalid: str = ""  # what the last INVALID measurement had wrong
 
     def record(self, outcome: UpdateOutcome, innovation: InnovationRecord | None) -> None:
         counters = self.counters[outcome.kind]
-        if outcome.status is UpdateStatus.TOO_OLD:
-            counters.too_old += 1
+        refused = {UpdateStatus.TOO_OLD: "too_old", UpdateStatus.TOO_NEW: "too_new", UpdateStatus.INVALID: "invalid"}
+        if outcome.status in refused:
+            name = refused[outcome.status]
+            setattr(counters, name, getattr(counters, name) + 1)
             return
         accepted = outcome.status is UpdateStatus.ACCEPTED
         counters.accepted += accepted
@@ -109,9 +118,10 @@ class DiagnosticsLog:
 
     def snapshot(self, position_cov_trace_m2: float, reason: ReinitReason) -> EskfDiagnostics:
         return EskfDiagnostics(
-            counters={k: KindCounters(c.accepted, c.rejected, c.too_old) for k, c in self.counters.items()},
+            counters={k: KindCounters(c.accepted, c.rejected, c.too_old, c.too_new, c.invalid)
+                      for k, c in self.counters.items()},
             last_innovation=dict(self.last_innovation),
             consecutive_visual_rejections=self.consecutive_visual_rejections,
             position_cov_trace_m2=position_cov_trace_m2, needs_reinit=reason is not ReinitReason.NONE,
             reinit_reason=reason, imu_samples_dropped=self.imu_samples_dropped,
-            position_resets=self.position_resets)
+            position_resets=self.position_resets, last_invalid=self.last_invalid)

@@ -33,6 +33,7 @@ class PositionReset:
     vel_sigma_mps: float | None = None  # None: keep the velocity covariance
     tilt_sigma_rad: float | None = 0.05  # roll/pitch 1σ when the heading is replaced; None: keep the tilt's
     rotate_velocity: bool = True        # turn the velocity with the heading (it was integrated with it)
+    vel_enu_mps: np.ndarray | None = None  # replaces the velocity (after any turn); None: keep it
 
 
 @dataclass(frozen=True)

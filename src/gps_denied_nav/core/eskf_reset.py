@@ -52,6 +52,8 @@ def apply_reset(x: np.ndarray, P: np.ndarray, reset: PositionReset) -> tuple[np.
         else:
             world = np.diag([reset.tilt_sigma_rad**2, reset.tilt_sigma_rad**2, reset.yaw_var_rad2])
             _replace_block(P, E_ATT, R.T @ world @ R)
+    if reset.vel_enu_mps is not None:
+        x[X_VEL] = reset.vel_enu_mps
     if reset.vel_sigma_mps is not None:
         _replace_block(P, E_VEL, np.eye(3) * reset.vel_sigma_mps**2)
     return x, P

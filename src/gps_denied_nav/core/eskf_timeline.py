@@ -14,10 +14,11 @@ from typing import Callable
 
 import numpy as np
 
+from gps_denied_nav.core.eskf_config import EskfConfig
 from gps_denied_nav.core.eskf_diagnostics import UpdateOutcome, UpdateStatus
 from gps_denied_nav.core.eskf_history import FilterHistory, TimedEvent
 from gps_denied_nav.core.eskf_propagation import error_transition, propagate_covariance, propagate_nominal
-from gps_denied_nav.core.eskf_state import ERROR_DIM
+from gps_denied_nav.core.eskf_state import E_ATT, E_POS, E_VEL, ERROR_DIM
 
 # fuse(x [17], P [16x16], event, first_time) -> (x, P, outcome): the filter's correction step.
 FuseFn = Callable[[np.ndarray, np.ndarray, TimedEvent, bool], tuple]
@@ -26,10 +27,12 @@ FuseFn = Callable[[np.ndarray, np.ndarray, TimedEvent, bool], tuple]
 class Timeline:
     """Rows and events of the last ``history_s`` seconds and the propagation that links them."""
 
-    def __init__(self, gravity_enu_mps2: np.ndarray, q_rates: np.ndarray, history_s: float, fuse: FuseFn):
-        self._gravity = np.asarray(gravity_enu_mps2, dtype=float)
-        self._q_rates = q_rates
-        self._history_s = history_s
+    def __init__(self, config: EskfConfig, fuse: FuseFn):
+        self._config = config
+        self._gravity = np.asarray(config.gravity_enu_mps2, dtype=float)
+        self._q_rates = config.process_noise.variance_rates()
+        self._history_s = config.history_s
+        self._limits = np.array([config.max_accel_mps2] * 3 + [config.max_gyro_radps] * 3)
         self._fuse = fuse
         self.history = FilterHistory()
 
@@ -38,14 +41,16 @@ class Timeline:
 
     def add_imu(self, t_s: np.ndarray, imu: np.ndarray) -> int:
         """Append samples [N] with inputs [N, 6]; fuse the pending events they pass. Returns how many
-        samples were dropped (not newer than their predecessor, or not finite)."""
+        samples were dropped: not finite, beyond the sensor's range, not newer than the last kept sample,
+        or more than ``history_s`` after it (a stamp that jumped: integrating one sample over the jump
+        would wreck the state, and the caller re-anchors a stream that really jumped)."""
         hist = self.history
         t_last = hist.t_s[-1]
-        finite = np.isfinite(imu).all(axis=1) & np.isfinite(t_s)
+        finite = np.isfinite(imu).all(axis=1) & np.isfinite(t_s) & (np.abs(imu) <= self._limits).all(axis=1)
         t_s, imu = t_s[finite], imu[finite]
         if len(t_s) == 0:
             return int(np.sum(~finite))
-        keep = t_s > np.maximum.accumulate(np.concatenate([[t_last], t_s[:-1]]))
+        keep = self._in_sequence(t_last, t_s)
         consumed = False
         if np.isnan(hist.imu[-1, 0]):
             # The first sample after a reset also serves as the input from the reset stamp on.
@@ -63,10 +68,26 @@ class Timeline:
                 hist.drop_before(cut)
         return dropped
 
+    def _in_sequence(self, t_last: float, t_s: np.ndarray) -> np.ndarray:
+        """Mask of the stamps that follow the last kept one, each within ``history_s`` of it."""
+        steps = np.diff(np.concatenate([[t_last], t_s]))
+        if np.all((steps > 0.0) & (steps <= self._history_s)):
+            return np.ones(len(t_s), dtype=bool)   # the usual case, without the loop below
+        keep = np.zeros(len(t_s), dtype=bool)
+        for i, t in enumerate(t_s):
+            if t_last < t <= t_last + self._history_s:
+                keep[i], t_last = True, t
+        return keep
+
     def add_event(self, event: TimedEvent) -> UpdateOutcome:
-        """Fuse ``event`` at its stamp (rolling back if it is late), or defer or refuse it."""
+        """Fuse ``event`` at its stamp (rolling back if it is late), or defer or refuse it. Events stamped
+        more than ``max_future_s`` ahead of the IMU, or arriving while ``max_pending_events`` wait, are
+        refused (TOO_NEW): an unbounded waiting list is memory a clock fault can fill."""
         hist = self.history
         t = hist.t_s
+        if event.stamp_s > t[-1] + self._config.max_future_s or (
+                event.stamp_s > t[-1] and len(hist.pending) >= self._config.max_pending_events):
+            return UpdateOutcome(event.kind, event.stamp_s, UpdateStatus.TOO_NEW)
         if event.stamp_s > t[-1]:
             hist.defer(event)
             return UpdateOutcome(event.kind, event.stamp_s, UpdateStatus.DEFERRED)
@@ -88,17 +109,37 @@ class Timeline:
         dt = stamp_s - hist.t_s[j]
         if dt > 0.0 and not np.isnan(hist.imu[j, 0]):
             start, end = np.array([hist.t_s[j]]), np.array([stamp_s])
-            imu = hist.imu[j:j + 1] if j == len(hist) - 1 else self._interval_inputs(j, start, end)
-            xs, Ps = self._propagate(x, P, imu, np.array([dt]))
+            ahead = j == len(hist) - 1  # beyond the newest sample: held, and the time ahead counts as a gap
+            imu = hist.imu[j:j + 1] if ahead else self._interval_inputs(j, start, end)
+            row_dt = dt if ahead else hist.t_s[j + 1] - hist.t_s[j]
+            xs, Ps = self._propagate(x, P, imu, np.array([dt]), np.array([row_dt]))
             x, P = xs[0], Ps[0]
         return x, P
 
-    def _propagate(self, x, P, imu: np.ndarray, dt_s: np.ndarray):
-        """(x [17], P [16x16]) through N constant inputs [N, 6] over intervals [N] -> [N, 17], [N, 16, 16]."""
+    def _propagate(self, x, P, imu: np.ndarray, dt_s: np.ndarray, sample_dt_s: np.ndarray):
+        """(x [17], P [16x16]) through N constant inputs [N, 6] over intervals [N] -> [N, 17], [N, 16, 16];
+        ``sample_dt_s`` [N]: the spacing of the IMU samples each interval lies between."""
         run = propagate_nominal(x, imu, dt_s, self._gravity)
         P_out = np.empty((len(dt_s), ERROR_DIM, ERROR_DIM))
-        propagate_covariance(P, error_transition(run), dt_s[:, None] * self._q_rates, P_out)
+        propagate_covariance(P, error_transition(run), self._process_noise(dt_s, sample_dt_s), P_out)
         return run.x, P_out
+
+    def _process_noise(self, dt_s: np.ndarray, sample_dt_s: np.ndarray) -> np.ndarray:
+        """[N, 16] diagonal process noise of each interval, with the unknown motion of IMU gaps added.
+
+        Whether an interval is in a gap depends on the spacing of the IMU samples around it, not on its
+        own length: measurements fused inside a gap (baro at 50 Hz, deferred until the IMU is back) cut
+        it into pieces shorter than a nominal interval, and each piece gets its share of the gap."""
+        Q = dt_s[:, None] * self._q_rates
+        gap = self._config.imu_gap
+        gap_s = dt_s * np.maximum(sample_dt_s - gap.nominal_max_s, 0.0) / np.maximum(sample_dt_s, 1e-12)
+        if np.any(gap_s > 0.0):
+            # White input noise over the missing time; position gets its integral's share (q·T³/3) here
+            # because the transition's velocity coupling sees only the end-of-interval velocity noise.
+            Q[:, E_POS] += (gap.accel_density_mps2_rthz**2 * gap_s**3 / 3.0)[:, None]
+            Q[:, E_VEL] += (gap.accel_density_mps2_rthz**2 * gap_s)[:, None]
+            Q[:, E_ATT] += (gap.gyro_density_radps_rthz**2 * gap_s)[:, None]
+        return Q
 
     def _interval_inputs(self, c: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """Input [N, 6] for sub-intervals [starts, ends] of rows c, c+1, ...: the samples interpolated
@@ -121,7 +162,8 @@ class Timeline:
         starts = ends[:-1].copy()
         starts[0] = t_cur
         ends = ends[1:]
-        xs, Ps = self._propagate(x, P, self._interval_inputs(c, starts, ends), ends - starts)
+        xs, Ps = self._propagate(x, P, self._interval_inputs(c, starts, ends), ends - starts,
+                                 np.diff(hist.t_s[c:c + len(ends) + 1]))
         hist.x[c + 1:r + 1], hist.P[c + 1:r + 1] = xs[:r - c], Ps[:r - c]
         return xs[-1].copy(), Ps[-1]
 

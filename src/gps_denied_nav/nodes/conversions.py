@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from gps_denied_nav.core.camera import CameraIntrinsics
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+_INT32_LIMIT = 2**31
 
 
 def stamp_to_s(stamp: Time) -> float:
@@ -22,6 +23,13 @@ def stamp_to_s(stamp: Time) -> float:
 
 
 def s_to_stamp(t_s: float) -> Time:
+    """Seconds -> builtin_interfaces/Time, to the nearest nanosecond (never rounded up into the next second).
+
+    ValueError outside Time's int32 seconds (until 2038-01-19): rclpy would serialise such a stamp wrapped
+    around to a negative time without a word.
+    """
+    if not -_INT32_LIMIT <= t_s < _INT32_LIMIT:  # also refuses NaN
+        raise ValueError(f"time {t_s} s is outside builtin_interfaces/Time's int32 seconds")
     sec = math.floor(t_s)
     nanosec = min(int(round((t_s - sec) * 1e9)), 999_999_999)
     return Time(sec=int(sec), nanosec=nanosec)
@@ -57,10 +65,13 @@ def rgb_to_image(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
 
 
 def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
-    K = np.asarray(msg.k, dtype=float).reshape(3, 3)
-    if msg.width == 0 or msg.height == 0 or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError("camera_info has no valid intrinsics (K or image size)")
-    return CameraIntrinsics.from_K(K, msg.width, msg.height, tuple(msg.d))
+    """sensor_msgs/CameraInfo -> intrinsics; ValueError for anything that is not a plausible camera
+    (the bounds are in core.camera, ``CameraIntrinsics.from_K``/``validate``)."""
+    try:
+        return CameraIntrinsics.from_K(np.asarray(msg.k, dtype=float).reshape(3, 3), msg.width, msg.height,
+                                       tuple(msg.d))
+    except ValueError as exc:
+        raise ValueError(f"camera_info refused: {exc}") from exc
 
 
 def quat_msg_to_wxyz(q) -> np.ndarray:

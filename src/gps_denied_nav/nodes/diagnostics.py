@@ -30,6 +30,7 @@ class NodeStatus:
         self._last_publish_wall_s = time.monotonic()
         # A plain publisher, not a lifecycle one: status must be visible while the node is inactive too.
         self._sources: list = []
+        self._health_fn = None
         self._pub = node.create_publisher(DiagnosticArray, names.DIAGNOSTICS, QoSProfile(depth=10))
         # Steady clock: status must keep coming when /clock stalls (a paused or finished replay).
         self._timer = node.create_timer(period_s, self.publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -45,6 +46,11 @@ class NodeStatus:
     def add_source(self, values_fn) -> None:
         """Register ``values_fn() -> dict[str, value]``, read at every publish (e.g. filter counters)."""
         self._sources.append(values_fn)
+
+    def set_health(self, health_fn) -> None:
+        """Register ``health_fn() -> (DiagnosticStatus level, message) | None``, the node's own verdict
+        (e.g. the filter lost: ERROR), read at every publish; the worse of it and the drop-based level wins."""
+        self._health_fn = health_fn
 
     def drop(self, reason: str, error: Exception | str) -> None:
         """Count a dropped input under ``dropped_<reason>`` and keep its error for diagnostics."""
@@ -63,6 +69,7 @@ class NodeStatus:
         for values_fn in self._sources:
             for key, value in values_fn().items():
                 self.set(key, value)
+        health = self._health_fn() if self._health_fn is not None else None
         now = time.monotonic()
         with self._lock:
             dt = max(now - self._last_publish_wall_s, 1e-3)
@@ -75,6 +82,8 @@ class NodeStatus:
             recent_error = self._last_error and now - self._last_error_wall_s < 5.0
             status.level = DiagnosticStatus.WARN if (drops_now or recent_error) else DiagnosticStatus.OK
             status.message = self._last_error if recent_error else "ok"
+            if health is not None and health[0] >= status.level:  # single bytes, OK < WARN < ERROR
+                status.level, status.message = health
             status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(self._counts.items())]
             status.values += [KeyValue(key=f"{k}_rate_hz", value=f"{r:.2f}") for k, r in sorted(rates.items())]
             status.values += [KeyValue(key=k, value=v) for k, v in sorted(self._values.items())]

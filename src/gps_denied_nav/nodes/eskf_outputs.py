@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import NavSatFix, NavSatStatus
@@ -87,6 +88,7 @@ def fix_covariance_enu_m2(msg: NavSatFix, default_sigma_m: float) -> np.ndarray:
 def diagnostics_values(d: EskfDiagnostics, imu_gaps: ImuGapMonitor) -> dict:
     """The filter's verdict, counters per measurement kind, last NIS per kind and the IMU gap counts."""
     values = {"filter": "lost: " + d.reinit_reason.value if d.needs_reinit else "tracking",
+              "last_invalid_measurement": d.last_invalid,
               "position_sigma_m": math.sqrt(max(d.position_cov_trace_m2, 0.0)),
               "consecutive_visual_rejections": d.consecutive_visual_rejections,
               "imu_samples_dropped_by_filter": d.imu_samples_dropped,
@@ -96,6 +98,55 @@ def diagnostics_values(d: EskfDiagnostics, imu_gaps: ImuGapMonitor) -> dict:
         values[f"{kind.value}_accepted"] = counters.accepted
         values[f"{kind.value}_rejected"] = counters.rejected
         values[f"{kind.value}_too_old"] = counters.too_old
+        values[f"{kind.value}_too_new"] = counters.too_new
+        values[f"{kind.value}_invalid"] = counters.invalid
     for kind, rec in d.last_innovation.items():
         values[f"{kind.value}_last_nis"] = rec.nis
     return values
+
+
+class FilterHealth:
+    """The filter's level on /diagnostics: ERROR while it is lost or its state is not trusted (nothing it
+    publishes then claims a fix), WARN for IMU gaps, samples the filter dropped and fixes too old or too
+    new since the last report, else OK. Call once per diagnostics period."""
+
+    def __init__(self):
+        self._seen = (0, 0, 0)
+
+    def __call__(self, filter_, imu_gaps: ImuGapMonitor) -> tuple[bytes, str]:
+        if filter_ is None or not filter_.initialized:
+            return DiagnosticStatus.WARN, "waiting for initialisation: no estimate published"
+        d = filter_.diagnostics
+        late = sum(c.too_old + c.too_new for c in d.counters.values())
+        seen, self._seen = self._seen, (imu_gaps.gaps, d.imu_samples_dropped, late)
+        if d.needs_reinit:
+            problem = filter_.state_problem
+            return DiagnosticStatus.ERROR, (f"lost ({d.reinit_reason.value}{': ' + problem if problem else ''}): "
+                                            "publishing NO_FIX, searching globally")
+        news = [f"{now - before} {what}" for now, before, what in zip(
+            self._seen, seen, ("IMU gaps", "IMU samples dropped by the filter", "measurements too old or too new"))
+            if now > before]
+        if news:
+            return DiagnosticStatus.WARN, "tracking; since the last report: " + ", ".join(news)
+        return DiagnosticStatus.OK, "tracking"
+
+
+def lost_fix_msg(stamp_s: float, geodetic: tuple[float, float, float]) -> NavSatFix:
+    """NO_FIX at the last trusted position, covariance type UNKNOWN: a state that is not trusted must not
+    leave the node, not even as a position."""
+    msg = NavSatFix(latitude=float(geodetic[0]), longitude=float(geodetic[1]), altitude=float(geodetic[2]))
+    msg.header.stamp = s_to_stamp(stamp_s)
+    msg.header.frame_id = names.BODY_FRAME
+    msg.status.status = NavSatStatus.STATUS_NO_FIX
+    msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_UNKNOWN
+    return msg
+
+
+def tf_broadcaster(node):
+    """map -> base_link broadcaster, or None when tf2_ros is not installed (not on PyPI: odometry only)."""
+    try:
+        from tf2_ros import TransformBroadcaster
+    except ImportError:
+        node.get_logger().info("tf2_ros is not installed: map -> base_link goes out on odometry only")
+        return None
+    return TransformBroadcaster(node)

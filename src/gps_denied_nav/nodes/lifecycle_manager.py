@@ -3,8 +3,10 @@
 Like nav2's lifecycle manager it is a plain node (something has to manage the managers) that drives
 ``/<node>/change_state`` services. It never blocks an executor: a 10 Hz timer advances a queue of
 transitions, each with a timeout, so a node that is slow to load its model does not stall the others'
-callbacks. A failed or timed-out transition stops the sequence, is logged with the node and transition
-names, and shows as ERROR on /diagnostics.
+callbacks. A failed or timed-out transition is logged with the node and transition names and shows as
+ERROR on /diagnostics; at start-up it stops the sequence. Shutdown asks each node it has touched for its
+state (``/<node>/get_state``) and sends only the transitions valid from there, so that after a failed
+start-up the nodes already up still come down; a node that refuses is skipped, the others go on.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from std_srvs.srv import Trigger
@@ -24,6 +26,8 @@ from gps_denied_nav.nodes.params import declare_parameters, read_parameters
 
 UP = ((Transition.TRANSITION_CONFIGURE, "configure"), (Transition.TRANSITION_ACTIVATE, "activate"))
 DOWN = ((Transition.TRANSITION_DEACTIVATE, "deactivate"), (Transition.TRANSITION_CLEANUP, "cleanup"))
+DOWN_FROM = {"active": DOWN, "inactive": DOWN[1:], "unconfigured": (), "finalized": ()}  # by primary state label
+GET_STATE = (-1, "get_state")  # a queue entry that asks for the node's state instead of changing it
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,12 @@ class LifecycleManager(Node):
         declare_parameters(self, LifecycleManagerParams)
         self.params = read_parameters(self, LifecycleManagerParams)
         self._change_state = {n: self.create_client(ChangeState, f"/{n}/change_state") for n in self.params.node_names}
+        self._get_state = {n: self.create_client(GetState, f"/{n}/get_state") for n in self.params.node_names}
         self._queue: list[tuple[str, int, str]] = []
         self._pending = None  # (node, label, future, deadline)
-        self._answered: set[str] = set()  # nodes whose change_state service has replied
+        self._answered: set[str] = set()  # nodes whose lifecycle services have replied
+        self._touched: set[str] = set()  # nodes sent a transition: the ones shutdown must bring down
+        self._stopping = False  # in shutdown, a failure skips that node instead of ending the sequence
         self._queued_at = time.monotonic()
         self.node_states = {n: "unknown" for n in self.params.node_names}
         self.failure = ""
@@ -58,15 +65,22 @@ class LifecycleManager(Node):
             self.startup()
 
     def startup(self) -> None:
-        self.failure = ""
+        self.failure, self._stopping = "", False
         self._enqueue([(n, t, label) for n in self.params.node_names for t, label in UP])
 
     def shutdown(self) -> None:
-        self._enqueue([(n, t, label) for n in reversed(self.params.node_names) for t, label in DOWN])
+        """Bring down, in reverse order, every node that was sent a transition, from the state it reports."""
+        self._stopping, self.active = True, False
+        self._enqueue([(n, *GET_STATE) for n in reversed(self.params.node_names) if n in self._touched])
 
     @property
     def busy(self) -> bool:
         return bool(self._queue) or self._pending is not None
+
+    @property
+    def may_be_up(self) -> bool:
+        """Whether some node may be configured or active (so that shutdown has something to do)."""
+        return any(self.node_states[n] != "unconfigured" for n in self._touched)
 
     def _enqueue(self, transitions: list[tuple[str, int, str]]) -> None:
         self._queue = transitions
@@ -83,12 +97,30 @@ class LifecycleManager(Node):
         return response
 
     def _fail(self, node: str, label: str, why: str) -> None:
-        self.failure = f"{node}: transition '{label}' failed: {why}"
-        self.node_states[node] = f"failed to {label}"
-        self.get_logger().error(self.failure + "; stopping the start-up sequence")
-        self._queue.clear()
+        what = "get_state" if label == GET_STATE[1] else f"transition '{label}'"
+        failure = f"{node}: {what} failed: {why}"
+        self.node_states[node] = "unknown" if label == GET_STATE[1] else f"failed to {label}"
         self._pending = None
         self.active = False
+        if self._stopping:
+            # Keep every failure of the shutdown on /diagnostics, and still bring the other nodes down.
+            self.failure = f"{self.failure}; {failure}" if self.failure else failure
+            self.get_logger().error(failure + f"; leaving {node} as it is and going on with the other nodes")
+            self._queue = [entry for entry in self._queue if entry[0] != node or entry[2] == GET_STATE[1]]
+        else:
+            self.failure = failure
+            self.get_logger().error(failure + "; stopping the start-up sequence")
+            self._queue.clear()
+
+    def _on_state(self, node: str, state: str) -> None:
+        """get_state answered: queue the transitions that bring the node down from ``state``."""
+        if state not in DOWN_FROM:  # a transition state: the node is still busy with an earlier request
+            self._fail(node, GET_STATE[1], f"it is in '{state}', not a primary state")
+            self.node_states[node] = state
+            return
+        self.node_states[node] = state
+        self.get_logger().info(f"{node}: {state}")
+        self._queue[:0] = [(node, t, label) for t, label in DOWN_FROM[state]]
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -97,6 +129,14 @@ class LifecycleManager(Node):
             if future.done():
                 self._pending = None
                 result = future.result()
+                self._queued_at = now
+                if label == GET_STATE[1]:
+                    if result is None:
+                        self._fail(node, label, "no answer")
+                    else:
+                        self._answered.add(node)
+                        self._on_state(node, result.current_state.label)
+                    return
                 if result is None or not result.success:
                     self._fail(node, label, "the node refused it (see that node's log)")
                     return
@@ -104,7 +144,6 @@ class LifecycleManager(Node):
                                           "deactivate": "inactive", "cleanup": "unconfigured"}[label]
                 self._answered.add(node)
                 self.get_logger().info(f"{node}: {label} ok")
-                self._queued_at = now
                 if not self._queue:
                     self.active = all(s == "active" for s in self.node_states.values())
             elif now > deadline:
@@ -113,7 +152,7 @@ class LifecycleManager(Node):
         if not self._queue:
             return
         node, transition_id, label = self._queue[0]
-        client = self._change_state[node]
+        client = self._get_state[node] if label == GET_STATE[1] else self._change_state[node]
         # Once a node has answered, its service is known to be there: the ROS graph cache that
         # service_is_ready() reads was seen to report a node missing for tens of seconds in between.
         if node not in self._answered and not client.service_is_ready():
@@ -121,11 +160,15 @@ class LifecycleManager(Node):
                 return
             # That cache can lag behind DDS matching: ask anyway and let the transition timeout decide,
             # rather than declare a node missing that may only be slow to be seen.
-            self.get_logger().warning(f"/{node}/change_state not seen after {self.params.service_wait_s:.0f} s; "
+            self.get_logger().warning(f"{client.service_name} not seen after {self.params.service_wait_s:.0f} s; "
                                       f"requesting '{label}' anyway")
         self._queue.pop(0)
-        request = ChangeState.Request()
-        request.transition.id = transition_id
+        if label == GET_STATE[1]:
+            request = GetState.Request()
+        else:
+            request = ChangeState.Request()
+            request.transition.id = transition_id
+            self._touched.add(node)
         self._pending = (node, label, client.call_async(request), now + self.params.transition_timeout_s)
 
     def _publish_diagnostics(self) -> None:

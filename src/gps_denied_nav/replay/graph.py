@@ -121,7 +121,7 @@ class GraphHost:
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Bring the nodes down in reverse order (deactivate, cleanup), then stop the executors."""
-        if rclpy.ok() and self._threads and any(s in ("active", "inactive") for s in self.manager.node_states.values()):
+        if rclpy.ok() and self._threads and self.manager.may_be_up:
             self.manager.shutdown()
             deadline = time.monotonic() + timeout_s
             while self.manager.busy and time.monotonic() < deadline:
