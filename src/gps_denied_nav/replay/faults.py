@@ -24,8 +24,9 @@ from sensor_msgs.msg import NavSatStatus
 
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.report import GeoTrack
+from gps_denied_nav.core.report_state import StateTrack
 from gps_denied_nav.nodes import names
-from gps_denied_nav.nodes.conversions import s_to_stamp, stamp_to_s
+from gps_denied_nav.nodes.conversions import quat_msg_to_wxyz, s_to_stamp, stamp_to_s
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.player import message_class
 from gps_denied_nav.sim.clip import read_clip, read_ground_truth
@@ -168,3 +169,26 @@ def score_fault(fault: str, fault_s: float, fixes: list, truth: GeoTrack) -> Fau
     return FaultScore(fault, fault_s, int(np.sum(claimed & (t >= fault_s))),
                       float(np.max(err[late])) if np.any(late) else math.nan,
                       float(err[-1]) if len(err) else math.inf)
+
+
+def odometry_track(frame: LocalTangentPlane, odoms: list) -> StateTrack:
+    """nav_msgs/Odometry messages of the filter (map frame ``frame``) as a StateTrack with covariances."""
+    t = [stamp_to_s(m.header.stamp) for m in odoms]
+    pos = np.array([[m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z] for m in odoms])
+    q = np.array([quat_msg_to_wxyz(m.pose.pose.orientation) for m in odoms])
+    v = np.array([[m.twist.twist.linear.x, m.twist.twist.linear.y, m.twist.twist.linear.z] for m in odoms])
+    pose = np.array([m.pose.covariance for m in odoms]).reshape(-1, 6, 6)
+    twist = np.array([m.twist.covariance for m in odoms]).reshape(-1, 6, 6)
+    return StateTrack.from_body_twist(frame, t, pos, q, v, pose[:, :3, :3], twist[:, :3, :3], pose[:, 3:, 3:])
+
+
+NEES_95_UPPER_3DOF = 9.348  # chi2.ppf(0.975, 3)
+
+
+def nees_after_gap(series, fault_s: float, delay_s: float = 2.0, window_s: float = 10.0) -> dict:
+    """Share of velocity and attitude NEES samples inside the upper 95 % bound, from ``delay_s`` after the
+    end of the IMU gap for ``window_s`` (a StateErrorSeries of the run)."""
+    start = fault_s + IMU_GAP_S + delay_s
+    window = (series.t_s >= start) & (series.t_s < start + window_s)
+    return {name: float(np.mean(getattr(series, f"nees_{name}")[window] <= NEES_95_UPPER_3DOF))
+            for name in ("vel", "att")}
