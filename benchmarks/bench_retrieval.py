@@ -94,7 +94,7 @@ def main() -> None:
               f"({raster.width_m:.0f} x {raster.height_m:.0f} m, {raster.valid.mean():.0%} valid), "
               f"GeoTIFF + load {t1 - t0:.1f} s")
         last[0] = time.perf_counter()
-        manifest = provision(raster, Path(tmp) / "corpus", ProvisionConfig(device="cpu"), progress)
+        manifest = provision(raster, Path(tmp) / "corpus", ProvisionConfig(device="cpu", assume_sea_level=True), progress)
         t_load = time.perf_counter()
         corpus = Corpus.load(Path(tmp) / "corpus")
         t_load = time.perf_counter() - t_load

@@ -108,7 +108,7 @@ def prepare_world(args) -> tuple[Path, Path]:
         generate_world(world, seed=0)
     corpus = args.corpus or args.cache / f"corpus_{world.stem}"
     if not (corpus / "manifest.json").exists():
-        provision(load_geotiff(world, gsd_m=args.map_gsd_m), corpus, ProvisionConfig(),
+        provision(load_geotiff(world, gsd_m=args.map_gsd_m), corpus, ProvisionConfig(assume_sea_level=True),
                   progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
     return world, corpus
 

@@ -39,7 +39,7 @@ def main() -> int:
     if not world.exists():
         generate_world(world, seed=0)
     if not (corpus / "manifest.json").exists():
-        provision(world, corpus, ProvisionConfig())
+        provision(world, corpus, ProvisionConfig(assume_sea_level=True))
     raster = load_geotiff(world)
     rows = []
     for seed in range(1, args.seeds + 1):

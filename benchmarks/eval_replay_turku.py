@@ -41,7 +41,7 @@ def main() -> int:
     tif = mosaic_tiles_to_geotiff(TURKU / "map" / "map.csv", args.out / "turku.tif")
     raster = load_geotiff(tif, gsd_m=args.map_gsd_m)
     corpus = args.out / "corpus"
-    provision(raster, corpus, ProvisionConfig(), progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
+    provision(raster, corpus, ProvisionConfig(assume_sea_level=True), progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
     t_provision = time.monotonic() - t0
     flight = simulate_flight(raster, FlightConfig(seed=args.seed, duration_s=args.duration_s),
                              progress=lambda d, t: print_progress("render", d, t))

@@ -101,7 +101,7 @@ def turku_inputs(out: Path) -> tuple[Path, Path] | None:
     clip, corpus = out / "clip.mcap", out / "corpus"
     if not (corpus / "manifest.json").exists() or not clip.exists():
         raster = load_geotiff(mosaic_tiles_to_geotiff(TURKU / "map" / "map.csv", out / "turku.tif"), gsd_m=0.25)
-        provision(raster, corpus, ProvisionConfig())
+        provision(raster, corpus, ProvisionConfig(assume_sea_level=True))
         write_clip(simulate_flight(raster, FlightConfig(seed=1, duration_s=60.0)), clip)
     return clip, corpus
 

@@ -47,3 +47,11 @@ def test_replay_refuses_a_corrupt_corpus_before_starting(small_corpus, tmp_path)
 def test_replay_names_a_missing_clip(tmp_path):
     out = _gdn("replay", str(tmp_path / "nope.mcap"), "--corpus", str(tmp_path), "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "nope.mcap" in out.stderr
+
+
+def test_provision_needs_to_be_told_the_terrain(small_world, tmp_path):
+    out = _gdn("provision", "--ortho", str(small_world), "--out", str(tmp_path / "corpus"))
+    assert out.returncode == 2
+    for flag in ("--dem", "--ground-alt-m", "--assume-sea-level"):
+        assert flag in out.stderr, out.stderr
+    assert not (tmp_path / "corpus" / "manifest.json").exists()

@@ -20,7 +20,9 @@ def _progress(stage: str):
 def cmd_provision(args) -> int:
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
 
-    config = ProvisionConfig(tile_size_m=args.tile_size_m, stride_m=args.stride_m, tile_px=args.tile_px)
+    config = ProvisionConfig(tile_size_m=args.tile_size_m, stride_m=args.stride_m, tile_px=args.tile_px,
+                             dem_path=args.dem, ground_alt_m=args.ground_alt_m, assume_sea_level=args.assume_sea_level,
+                             geoid_offset_m=args.geoid_offset_m)
     t0 = time.monotonic()
     manifest = provision(args.ortho, args.out, config,
                          progress=lambda stage, done, total: _progress(f"provision: {stage}")(done, total))
@@ -104,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size-m", type=float, default=150.0)
     p.add_argument("--stride-m", type=float, default=50.0)
     p.add_argument("--tile-px", type=int, default=320)
+    terrain = p.add_argument_group("terrain (exactly one; heights WGS84 ellipsoidal, like NavSatFix.altitude)")
+    terrain.add_argument("--dem", help="DEM GeoTIFF of the area (any CRS rasterio reads; band 1 in metres)")
+    terrain.add_argument("--ground-alt-m", type=float, help="flat ground at this height (m)")
+    terrain.add_argument("--assume-sea-level", action="store_true", help="the ground is at the ellipsoid (0 m)")
+    terrain.add_argument("--geoid-offset-m", type=float, default=0.0,
+                         help="geoid separation N added to a DEM in orthometric (geoid) heights")
     p.set_defaults(func=cmd_provision)
 
     p = sub.add_parser("simulate", help="render a flight clip bag over any GeoTIFF")

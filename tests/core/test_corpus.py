@@ -20,7 +20,8 @@ from gps_denied_nav.core.retrieval import MODE_GLOBAL, search
 from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 
 CONFIG = ProvisionConfig(tile_size_m=150.0, stride_m=75.0, tile_px=128, sift_features_per_tile=400,
-                         init_sample_size=2000, device="cpu", model=NetVLADConfig(num_clusters=16))
+                         init_sample_size=2000, device="cpu", model=NetVLADConfig(num_clusters=16),
+                         ground_alt_m=12.5)
 BLOB_ENU_M = (-112.0, 57.0)  # a bright 7 m square: SIFT must put a keypoint on it, in ENU
 
 
@@ -71,7 +72,8 @@ def test_manifest_and_layout(provisioned):
     assert manifest.descriptor_dim == 16 * 64 and corpus.descriptors.shape == (manifest.num_tiles, 1024)
     assert corpus.index.ntotal == manifest.num_tiles and manifest.model_id.startswith("netvlad_efficientnet_lite0@")
     assert manifest.origin == raster.frame and manifest.map_geometry.gsd_m == 1.0
-    assert corpus.ground_up_m == 0.0 and corpus.num_tiles == manifest.num_tiles and corpus.tile_px == 128
+    assert corpus.ground_up_m == 12.5 and corpus.num_tiles == manifest.num_tiles and corpus.tile_px == 128
+    assert corpus.ground_up_at(100.0, -50.0) == 12.5 and manifest.terrain_datum == "WGS84 ellipsoidal height"
     assert [t.tile_id for t in corpus.tiles] == corpus.tile_ids and corpus.tiles[4].index == 4
     bounds = corpus.tile_bounds_enu_m
     np.testing.assert_allclose(bounds[:, 2] - bounds[:, 0], 150.0)
@@ -80,7 +82,8 @@ def test_manifest_and_layout(provisioned):
     lat, lon, _ = raster.frame.to_geodetic(np.column_stack([corpus.tile_centres_enu_m, np.zeros(len(bounds))]))
     np.testing.assert_allclose(corpus.tile_latlon_deg, np.column_stack([lat, lon]), atol=1e-9)
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk["format_version"] == 1 and set(on_disk["files"]) >= {"index.faiss", "model.pt", "features.npz"}
+    assert on_disk["format_version"] == 2
+    assert set(on_disk["files"]) >= {"index.faiss", "model.pt", "features.npz", "terrain.npz"}
     preview, valid, geometry = corpus.map_preview()
     assert preview.shape[:2] == valid.shape == (geometry.height_px, geometry.width_px)
     assert not valid[:150, -150:].any() and valid[300:, :300].all()
@@ -173,4 +176,4 @@ def test_tampered_or_missing_files_raise_corpus_error(provisioned, tmp_path):
 
 def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="multiple of stride"):
-        provision(synthetic_raster(), tmp_path, ProvisionConfig(tile_size_m=150.0, stride_m=40.0))
+        provision(synthetic_raster(), tmp_path, ProvisionConfig(tile_size_m=150.0, stride_m=40.0, assume_sea_level=True))

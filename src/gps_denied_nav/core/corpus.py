@@ -22,6 +22,7 @@ import faiss
 import numpy as np
 
 from .corpus_manifest import CORPUS_FILES, CorpusError, Manifest, MapGeometry, read_manifest
+from .terrain import TerrainGrid
 
 if TYPE_CHECKING:
     from .netvlad import NetVLADModel
@@ -82,8 +83,9 @@ class Corpus:
     """
 
     def __init__(self, directory: Path, manifest: Manifest, tiles: list[Tile], descriptors: np.ndarray,
-                 index: faiss.Index, features: dict):
+                 index: faiss.Index, features: dict, terrain: TerrainGrid):
         self.directory, self.manifest, self.frame = directory, manifest, manifest.origin
+        self.terrain = terrain
         self.tiles = tiles
         self.tile_ids = [t.tile_id for t in tiles]
         self.tile_bounds_enu_m = np.array([[t.east_min_m, t.north_min_m, t.east_max_m, t.north_max_m]
@@ -125,7 +127,11 @@ class Corpus:
             raise CorpusError(directory / "index.faiss", f"holds {index.ntotal} x {index.d}-d vectors, expected "
                                                          f"{manifest.num_tiles} x {manifest.descriptor_dim}")
         features = _load_features(directory / "features.npz", manifest)
-        return cls(directory, manifest, tiles, descriptors, index, features)
+        try:
+            terrain = TerrainGrid.load(directory / "terrain.npz")
+        except (ValueError, KeyError, OSError) as exc:
+            raise CorpusError(directory / "terrain.npz", f"unreadable ({exc})") from exc
+        return cls(directory, manifest, tiles, descriptors, index, features, terrain)
 
     num_tiles = property(lambda self: self.manifest.num_tiles)
     model_id = property(lambda self: self.manifest.model_id)
@@ -136,8 +142,13 @@ class Corpus:
 
     @property
     def ground_up_m(self) -> float:
-        """Height of the ground plane in the corpus ENU frame (the matcher's and the rectifier's plane)."""
+        """Mean height of the ground in the corpus ENU frame (where no position is known yet)."""
         return self.manifest.ground_alt_m - self.frame.origin_alt_m
+
+    def ground_up_at(self, east_m, north_m) -> float:
+        """Height of the ground (terrain.npz, bilinear) in the corpus ENU frame at a point of it: the plane
+        the matcher solves on and the rectifier projects to under that point."""
+        return float(self.terrain.height_at(east_m, north_m)) - self.frame.origin_alt_m
 
     def load_model(self) -> NetVLADModel:
         """The checkpoint that made the descriptors; CorpusError if it is not the manifest's model."""

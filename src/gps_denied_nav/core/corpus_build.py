@@ -26,6 +26,7 @@ from .local_features import detect_features
 from .map_raster import MapRaster, load_geotiff
 from .netvlad import NetVLADConfig, NetVLADModel, build_model, initialize_from_local_features, save_checkpoint
 from .rectify import FILL_VALUE
+from .terrain import TerrainGrid, flat_terrain, terrain_from_dem
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -43,7 +44,12 @@ class ProvisionConfig:
     init_sample_size: int = 50000  # backbone feature vectors sampled for PCA and k-means
     kmeans_iterations: int = 25  # Lloyd iterations of the centroid k-means
     preview_max_px: int = 2048  # longest side of map.png
-    ground_alt_m: float | None = None  # ellipsoidal height of the flat ground (None: the map frame's origin)
+    # The terrain, exactly one of: a DEM (any CRS, band 1 in metres), one height for flat ground, or the
+    # statement that the ground is at the ellipsoid. Heights are WGS84 ellipsoidal (NavSatFix.altitude).
+    dem_path: str | None = None
+    ground_alt_m: float | None = None
+    assume_sea_level: bool = False
+    geoid_offset_m: float = 0.0  # added to the DEM: N = h - H for a DEM in geoid (orthometric) heights
     device: str = "auto"  # inference device for provisioning (see core.descriptor)
     batch_size: int = 8  # images per forward pass
     seed: int = 0  # sampling and k-means seed: the same map and config give the same corpus
@@ -128,6 +134,20 @@ def adapt_model(images: list[np.ndarray], config: ProvisionConfig, rng: np.rando
     return model, alpha
 
 
+def terrain_for(raster: MapRaster, config: ProvisionConfig) -> TerrainGrid:
+    """The ground heights under ``raster`` on the stride grid, from the one terrain source the config names."""
+    given = [config.dem_path is not None, config.ground_alt_m is not None, config.assume_sea_level]
+    if sum(given) != 1:
+        raise ValueError("provisioning needs the ground height, from exactly one of: --dem DEM.tif (a DEM of "
+                         "the area), --ground-alt-m H (flat ground at H m, WGS84 ellipsoidal) or "
+                         "--assume-sea-level (the ground is at the ellipsoid: 0 m); "
+                         f"got {sum(given)} of them")
+    box = (raster.east_min_m, raster.north_max_m, raster.width_m, raster.height_m)
+    if config.dem_path is not None:
+        return terrain_from_dem(config.dem_path, raster.frame, *box, config.stride_m, config.geoid_offset_m)
+    return flat_terrain(*box, 0.0 if config.assume_sea_level else float(config.ground_alt_m), config.stride_m)
+
+
 def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConfig = ProvisionConfig(),
               progress: ProgressCallback | None = None) -> Manifest:
     """Write a corpus for a GeoTIFF path (read with `core.map_raster.load_geotiff`) or a MapRaster.
@@ -143,6 +163,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
     (out_dir / "manifest.json").unlink(missing_ok=True)
     rng = np.random.default_rng(config.seed)
 
+    terrain = terrain_for(raster, config)  # first: a missing or bad DEM fails before minutes of work
     tiles = tile_grid(raster, config)
     if not tiles:
         raise ValueError(f"no tile of {config.tile_size_m} m with >= {config.min_valid_fraction:.0%} valid data "
@@ -167,6 +188,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
 
     features, cell_of = _write_features(raster, tiles, config, out_dir / "features.npz", report)
     preview_geometry = _write_preview(raster, config.preview_max_px, out_dir / "map.png")
+    terrain.save(out_dir / "terrain.npz")
     frame, m = raster.frame, round(config.tile_size_m / config.stride_m)
     records = []
     for i, tile in enumerate(tiles):
@@ -185,7 +207,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
         preview_geometry=preview_geometry, tile_size_m=config.tile_size_m, tile_stride_m=config.stride_m,
         tile_px=config.tile_px, model_id=model_id, descriptor_dim=config.model.descriptor_dim,
         num_tiles=len(tiles), num_features=features, root_sift=config.root_sift,
-        ground_alt_m=frame.origin_alt_m if config.ground_alt_m is None else float(config.ground_alt_m),
+        ground_alt_m=float(np.mean(terrain.heights_m)), terrain_datum=terrain.datum,
         provision_config={**asdict(config), "netvlad_alpha": alpha, "created_unix_s": time.time()},
         files={name: {"sha256": file_sha256(out_dir / name), "bytes": (out_dir / name).stat().st_size}
                for name in CORPUS_FILES})

@@ -53,7 +53,9 @@ class InferenceNode(StageNode):
         corpus = Corpus.load(require_corpus_dir(self.params.corpus_dir))
         self.extractor = DescriptorExtractor(corpus.load_model(), device=self.params.device, input_px=corpus.tile_px)
         self.query_gsd_m = corpus.tile_size_m / corpus.tile_px
-        self.ground_alt_m = corpus.ground_alt_m
+        # The ground under the latest fused position (the corpus mean until there is one): rectification
+        # and the query's ground resolution need the height above *this* ground, not above the ellipsoid.
+        self.terrain, self.corpus_frame, self.ground_alt_m = corpus.terrain, corpus.frame, corpus.ground_alt_m
         self.R_body_cam = camera_mount_rotation(tuple(self.params.camera_mount_rpy_deg))
         self._frame_count = 0
         self.pub = self.publisher(GlobalDescriptor, names.DESCRIPTOR)
@@ -81,6 +83,9 @@ class InferenceNode(StageNode):
     def _on_fix(self, msg: NavSatFix) -> None:
         if math.isfinite(msg.altitude):
             self.poses.altitude_m = msg.altitude
+        if math.isfinite(msg.latitude) and math.isfinite(msg.longitude) and abs(msg.latitude) <= 90.0:
+            east, north, _ = self.corpus_frame.to_enu(msg.latitude, msg.longitude, 0.0)
+            self.ground_alt_m = float(self.terrain.height_at(east, north))
 
     def _on_image(self, msg: Image) -> None:
         if not self.active:
@@ -121,6 +126,9 @@ class InferenceNode(StageNode):
             q = self.poses.lookup(stamp_s, self.params.max_attitude_age_s, wait_s=self.params.max_attitude_age_s)
             timer.mark("attitude_wait")
             altitude_agl_m = self.poses.altitude_m - self.ground_alt_m
+            if altitude_agl_m <= 1.0:  # finite and not above the ground: the corpus' terrain contradicts the filter
+                self.status.drop("below_corpus_ground", f"fused altitude {self.poses.altitude_m:.1f} m is not above "
+                                 f"the corpus ground {self.ground_alt_m:.1f} m (wrong --ground-alt-m or --dem?)")
             if q is None or self.intrinsics is None or not altitude_agl_m > 1.0:
                 self.status.count("waiting_for_attitude")
                 self.finish_frame(header, timer, "waiting_for_attitude", forwarded=False)

@@ -163,8 +163,11 @@ class MatchingNode(StageNode):
         timer.mark("tile_features")
         features = self._features_of(stamp_s)
         timer.mark("sift_wait")
+        # One ground plane per frame, at the terrain height under the best candidate tile's centre.
+        ground_up_m = self.corpus.ground_up_at(*self.corpus.tile_centres_enu_m[msg.candidates[0].index]) \
+            if candidates else self.corpus.ground_up_m
         result = match_frame(rgb if features is None else features, intrinsics.K, candidates, self.config,
-                             ground_up_m=self.corpus.ground_up_m, prior=prior, R_body_cam=self.R_body_cam,
+                             ground_up_m=ground_up_m, prior=prior, R_body_cam=self.R_body_cam,
                              distortion=intrinsics.distortion)
         parts = {"descriptor_match": result.match_ms, "homography": result.homography_ms, "pose": result.pose_ms}
         matching_ms = timer.mark_parts(parts if features is not None else {"sift": result.detect_ms, **parts},

@@ -11,7 +11,7 @@ from pathlib import Path
 # on 2 cores, also with another process spinning on one of them); realtime on a slow machine drops frames.
 FIX_RATE_MIN = 0.9
 RMSE_MAX_M = 0.5
-
+GROUND_ALT_M = 45.0  # the demo world stands 45 m above the WGS84 ellipsoid: the ground is not at 0 m
 
 def prepare_demo(out: Path, seed: int = 0, duration_s: float = 90.0, force: bool = False) -> tuple[Path, Path, Path]:
     """The demo's world GeoTIFF, flight clip and corpus under ``out``, made unless already there for these
@@ -25,7 +25,9 @@ def prepare_demo(out: Path, seed: int = 0, duration_s: float = 90.0, force: bool
 
     out.mkdir(parents=True, exist_ok=True)
     stamp_file = out / "inputs.json"
-    inputs = {"seed": seed, "duration_s": duration_s}
+    from gps_denied_nav.core.corpus_manifest import CORPUS_FORMAT_VERSION
+
+    inputs = {"seed": seed, "duration_s": duration_s, "ground_alt_m": GROUND_ALT_M, "corpus_format": CORPUS_FORMAT_VERSION}
     fresh = force or not stamp_file.exists() or json.loads(stamp_file.read_text()) != inputs
     world, clip, corpus = out / "world.tif", out / "clip.mcap", out / "corpus"
     if fresh or not world.exists():
@@ -34,14 +36,15 @@ def prepare_demo(out: Path, seed: int = 0, duration_s: float = 90.0, force: bool
     if fresh or not clip.exists():
         print("[demo] simulating the flight clip")
         raster = load_geotiff(world)
-        flight = simulate_flight(raster, FlightConfig(seed=seed, duration_s=duration_s),
+        # The world's frame has its origin on the ellipsoid, so the ground at GROUND_ALT_M is that high up in it.
+        flight = simulate_flight(raster, FlightConfig(seed=seed, duration_s=duration_s, ground_up_m=GROUND_ALT_M),
                                  progress=lambda d, t: print_progress("render frames", d, t))
         if clip.exists():
             shutil.rmtree(clip) if clip.is_dir() else clip.unlink()
         write_clip(flight, clip, progress=lambda d, t: print_progress("write clip", d, t))
     if fresh or not (corpus / "manifest.json").exists():
         print("[demo] provisioning the tile corpus")
-        provision(world, corpus, ProvisionConfig(),
+        provision(world, corpus, ProvisionConfig(ground_alt_m=GROUND_ALT_M),
                   progress=lambda stage, d, t: print_progress(f"provision: {stage}", d, t))
     stamp_file.write_text(json.dumps(inputs))
     return world, clip, corpus

@@ -14,6 +14,7 @@ WORLD_GSD_M = 0.5
 CLIP_SEED = 3
 CLIP_DURATION_S = 40.0
 CLIP_GNSS_S = 10.0
+GROUND_ALT_M = 35.0  # the world's ground, WGS84 ellipsoidal (its frame's origin is on the ellipsoid)
 # How much worse than the recorded figures CI tolerates (replays on DDS are not bit-exact).
 FIX_RATE_TOLERANCE = 0.05  # absolute
 RMSE_TOLERANCE = (1.5, 0.05)  # rmse_m <= 1.5 x recorded + 0.05 m
@@ -28,7 +29,7 @@ def small_world(path: Path) -> Path:
 def small_corpus(world: Path, out: Path) -> Path:
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
 
-    provision(world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10))
+    provision(world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10, ground_alt_m=GROUND_ALT_M))
     return out
 
 
@@ -38,7 +39,8 @@ def short_clip(world: Path, path: Path, seed: int = CLIP_SEED, gnss_s: float = C
     from gps_denied_nav.sim.clip import write_clip
     from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
 
-    flight = simulate_flight(load_geotiff(world), FlightConfig(seed=seed, duration_s=duration_s, gnss_s=gnss_s))
+    flight = simulate_flight(load_geotiff(world), FlightConfig(seed=seed, duration_s=duration_s, gnss_s=gnss_s,
+                                                               ground_up_m=GROUND_ALT_M))
     return write_clip(flight, path)
 
 
