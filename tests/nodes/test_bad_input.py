@@ -10,6 +10,7 @@ from lifecycle_msgs.msg import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image, Imu, NavSatFix
 
 from gps_denied_nav.nodes import names
@@ -108,3 +109,32 @@ def test_bad_visual_fix_and_descriptor_are_dropped(graph):
     assert wait_for(lambda: retrieval.snapshot().get("dropped_bad_fix", 0) == 1), retrieval.snapshot()
     for node in nodes.values():
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+
+
+def test_a_far_future_odometry_or_fix_does_not_capture_the_clocks(graph):
+    """Found by benchmarks/fuzz_graph.py: an odometry stamped 2 h ahead became the newest attitude and every
+    later one was ignored as out of order; a visual fix an hour ahead started the filter an hour ahead."""
+    nodes, probe, _ = graph
+    t0 = 2000.0
+    _publish(probe, Imu, names.IMU, [_imu(t0 + 0.01 * i) for i in range(5)])
+    fix = VisualFix(latitude_deg=60.4, longitude_deg=22.2, altitude_m=100.0, heading_variance_rad2=1e-3, inliers=300)
+    fix.position_covariance_enu_m2 = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    fix.header.stamp = s_to_stamp(t0 + 3600.0)
+    _publish(probe, VisualFix, names.VISUAL_FIX, [fix])
+    eskf = nodes["EskfNode"]
+    assert wait_for(lambda: eskf.status.snapshot().get("dropped_visual_fix_off_imu_clock", 0) == 1), \
+        eskf.status.snapshot()
+    assert not eskf.filter.initialized
+
+    def odometry(t_s: float, w: float = 1.0) -> Odometry:
+        msg = Odometry()
+        msg.header.stamp = s_to_stamp(t_s)
+        msg.pose.pose.orientation.w = w
+        return msg
+    _publish(probe, Odometry, names.ODOMETRY, [odometry(t0), odometry(t0 + 7200.0), odometry(t0 + 0.02),
+                                               odometry(t0 + 0.04, w=float("nan"))])
+    inference = nodes["InferenceNode"]
+    assert wait_for(lambda: inference.status.snapshot().get("dropped_odometry_stamp_jump", 0) == 1
+                    and inference.status.snapshot().get("dropped_odometry_not_unit_quaternion", 0) == 1), \
+        inference.status.snapshot()
+    assert inference.poses.lookup(t0 + 0.02, tolerance_s=1e-3) is not None  # the later attitude was kept

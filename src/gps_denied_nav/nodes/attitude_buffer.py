@@ -25,6 +25,11 @@ class PoseBuffer:
             self._q.append(q_world_body)
             self._lock.notify_all()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._t.clear()
+            self._q.clear()
+
     @property
     def empty(self) -> bool:
         with self._lock:

@@ -74,3 +74,12 @@ def read_baro(msg: FluidPressure) -> tuple[float, float]:
     if not (math.isfinite(msg.fluid_pressure) and MIN_PRESSURE_PA <= msg.fluid_pressure <= MAX_PRESSURE_PA):
         raise Refused("baro_out_of_range", f"pressure {msg.fluid_pressure} Pa")
     return stamp_to_s(msg.header.stamp), float(msg.fluid_pressure)
+
+
+def check_clock(kind: str, stamp_s: float, imu_last_s: float | None, history_s: float, future_s: float) -> None:
+    """Refused unless ``stamp_s`` lies within [-history_s, +future_s] of the newest IMU stamp."""
+    if imu_last_s is None:
+        raise Refused(f"{kind}_before_imu", f"{kind} at {stamp_s:.3f} s before any IMU sample")
+    if not -history_s <= stamp_s - imu_last_s <= future_s:
+        raise Refused(f"{kind}_off_imu_clock", f"{kind} stamped {stamp_s - imu_last_s:+.3f} s from the IMU "
+                                                f"(accepted {-history_s:g}..{future_s:g} s)")

@@ -22,26 +22,26 @@ from sensor_msgs.msg import FluidPressure, Imu, NavSatFix, NavSatStatus
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m
 from gps_denied_nav.core.eskf import ErrorStateKalmanFilter
-from gps_denied_nav.core.eskf_diagnostics import ReinitReason, UpdateStatus
+from gps_denied_nav.core.eskf_diagnostics import UpdateStatus
 from gps_denied_nav.core.eskf_relocalize import Relocalizer, StrongFix
 from gps_denied_nav.core.eskf_state import StateEstimate
-from gps_denied_nav.core.eskf_alignment import gnss_chord, initial_attitude, wants_heading_reset
+from gps_denied_nav.core.eskf_alignment import wants_heading_reset
 from gps_denied_nav.core.imu_gaps import ImuGapMonitor
 from gps_denied_nav.core.input_checks import ConsistentFixes, StampGuard
 from gps_denied_nav.core.geodesy import LocalTangentPlane
-from gps_denied_nav.core.rotations import quat_from_euler
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.eskf_inputs import Refused, read_baro, read_gnss, read_imu, read_visual_fix
 from gps_denied_nav.nodes.eskf_outputs import (FilterHealth, diagnostics_values, lost_fix_msg, navsatfix_msg,
                                                odometry_msg, origin_msg, tf_broadcaster, transform_msg)
 from gps_denied_nav.nodes.node_main import run_node
-from gps_denied_nav.nodes.eskf_params import INIT_BASELINE_S, EskfParams
+from gps_denied_nav.nodes.eskf_params import EskfParams
+from gps_denied_nav.nodes.eskf_start import FilterStart
 from gps_denied_nav.nodes.stage_node import StageNode
 from gps_denied_nav_interfaces.msg import VisualFix
 
 
-class EskfNode(StageNode):
+class EskfNode(FilterStart, StageNode):
     params_cls = EskfParams
 
     def __init__(self, **kwargs):
@@ -140,6 +140,8 @@ class EskfNode(StageNode):
         sigma_m = math.sqrt(float(np.max(np.linalg.eigvalsh(fix.cov_enu_m2))))
         if not self.gnss_run.add(fix.stamp_s, fix.lat_deg, fix.lon_deg, fix.alt_m, sigma_m):
             self.gnss_fixes.clear()  # the run restarts here: older fixes disagree with this one
+        if not self.filter.initialized and self._refused_clock("gnss", fix.stamp_s):
+            return
         if self.frame is None:
             if not self.gnss_run.trusted:
                 return
@@ -181,6 +183,8 @@ class EskfNode(StageNode):
             self.status.drop(exc.reason, exc)
             return exc.reason
         self.status.count("visual_fixes_received")
+        if not self.filter.initialized and self._refused_clock("visual_fix", fix.stamp_s):
+            return "refused_clock"
         if self.frame is None:
             self._set_frame(fix.lat_deg, fix.lon_deg, fix.alt_m)
         stamp_s, cov = fix.stamp_s, fix.cov_enu_m2
@@ -209,60 +213,11 @@ class EskfNode(StageNode):
         self._log_outcome(outcome)
         return outcome.status.value
 
-    def _relocalize(self, fix: StrongFix, inliers: int) -> str:
-        """Lost: the first strong fix waits for a second; together they give position, heading and velocity."""
-        reloc = self.relocalizer.offer(fix)
-        if reloc is None:
-            return "reinit_waiting_for_a_second_fix"
-        reason = self.filter.reinit_reason
-        self.get_logger().warning(f"re-initialising on a {inliers}-inlier visual fix ({reason.value}): velocity "
-                                  f"{np.round(reloc.vel_enu_mps, 1)} m/s ± {reloc.vel_sigma_mps:.1f} from two fixes")
-        sigma_m = float(np.sqrt(np.max(np.linalg.eigvalsh(fix.cov_enu_m2))))
-        if reason is ReinitReason.INVALID_STATE:
-            # Nothing of the old state can be kept (biases included): start again from the fixes.
-            self._initialize(fix.stamp_s, fix.pos_enu_m, reloc.vel_enu_mps, fix.yaw_rad, pos_sigma_m=sigma_m,
-                             vel_sigma_mps=reloc.vel_sigma_mps)
-            return "reinitialised_from_scratch"
-        outcome = self.filter.reinitialize_position(
-            fix.stamp_s, fix.pos_enu_m, fix.cov_enu_m2, yaw_rad=fix.yaw_rad, yaw_var_rad2=fix.yaw_var_rad2,
-            vel_sigma_mps=reloc.vel_sigma_mps, tilt_sigma_rad=self.params.reinit_tilt_sigma_rad,
-            vel_enu_mps=reloc.vel_enu_mps)
-        self._log_outcome(outcome)
-        return f"reinitialised_{outcome.status.value}"
-
     # --- helpers ---------------------------------------------------------------------------------
     def _set_frame(self, lat_deg: float, lon_deg: float, alt_m: float) -> None:
         self.frame = LocalTangentPlane(lat_deg, lon_deg, alt_m)
         self.origin_pub.publish(origin_msg(self.frame))
         self.get_logger().info(f"map origin set at {lat_deg:.7f}, {lon_deg:.7f}, {alt_m:.1f} m")
-
-    def _try_initialize_from_gnss(self) -> None:
-        """Position from the newest fix; velocity and course from it and a fix INIT_BASELINE_S older."""
-        chord = gnss_chord(self.gnss_fixes, INIT_BASELINE_S)
-        if chord is None:
-            return
-        t0, t1, p1, vel = chord
-        if np.hypot(vel[0], vel[1]) < self.params.init_min_speed_mps:
-            self.status.count("waiting_for_motion")
-            return
-        sigma_m = math.sqrt(max(np.trace(self.gnss_fixes[-1][2][:2, :2]) / 2.0, 0.25))
-        self._initialize(t1, p1, vel, math.atan2(vel[1], vel[0]), pos_sigma_m=sigma_m,
-                         vel_sigma_mps=max(2.0 * sigma_m / INIT_BASELINE_S, 0.5), chord_s=t1 - t0)
-
-    def _initialize(self, stamp_s: float, pos, vel, yaw_rad: float, pos_sigma_m: float = 5.0,
-                    vel_sigma_mps: float = 1.5, chord_s: float = 0.0) -> None:
-        """Start the filter; ``vel`` is the GNSS chord over the last ``chord_s`` seconds, or None (unknown)."""
-        # In flight the manoeuvre's acceleration is modelled and the chord turned forward (core.eskf_alignment).
-        window = len(self.accel_window) >= 20
-        roll, pitch, yaw_rad, vel, tilt_sigma_rad = initial_attitude(
-            np.mean(self.accel_window, axis=0) if window else None,
-            np.mean(self.gyro_window, axis=0) if window else None, vel, yaw_rad, chord_s, vel_sigma_mps)
-        self.filter.initialize(stamp_s, pos, np.zeros(3) if vel is None else vel,
-                               quat_from_euler(roll, pitch, yaw_rad), pos_sigma_m=pos_sigma_m,
-                               vel_sigma_mps=vel_sigma_mps, att_sigma_rad=(tilt_sigma_rad, tilt_sigma_rad, 0.2))
-        self.get_logger().info(f"filter initialised at {stamp_s:.2f} s: roll {math.degrees(roll):.1f}, "
-                               f"pitch {math.degrees(pitch):.1f}, yaw {math.degrees(yaw_rad):.1f} deg "
-                               f"(tilt 1σ {math.degrees(tilt_sigma_rad):.1f} deg)")
 
     def _log_outcome(self, outcome) -> None:
         """Accept/reject counts come from the filter (a deferred update is decided later); log rejections."""

@@ -8,7 +8,6 @@ comparable); it loads in ``on_configure``, and a missing or wrong checkpoint fai
 from __future__ import annotations
 
 import array
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image, NavSatFix
 
 from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
+from gps_denied_nav.core.input_checks import geodetic_problem
 from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.rectify import rectify_to_north_up
 from gps_denied_nav.core.stage_timing import FrameTimer
@@ -81,11 +81,12 @@ class InferenceNode(StageNode):
 
     # --- callbacks -------------------------------------------------------------------------------
     def _on_fix(self, msg: NavSatFix) -> None:
-        if math.isfinite(msg.altitude):
-            self.poses.altitude_m = msg.altitude
-        if math.isfinite(msg.latitude) and math.isfinite(msg.longitude) and abs(msg.latitude) <= 90.0:
-            east, north, _ = self.corpus_frame.to_enu(msg.latitude, msg.longitude, 0.0)
-            self.ground_alt_m = float(self.terrain.height_at(east, north))
+        if geodetic_problem(msg.latitude, msg.longitude, msg.altitude):
+            self.status.drop("bad_fix", f"latitude/longitude/altitude {msg.latitude}, {msg.longitude}, {msg.altitude}")
+            return
+        self.poses.altitude_m = msg.altitude
+        east, north, _ = self.corpus_frame.to_enu(msg.latitude, msg.longitude, 0.0)
+        self.ground_alt_m = float(self.terrain.height_at(east, north))
 
     def _on_image(self, msg: Image) -> None:
         if not self.active:

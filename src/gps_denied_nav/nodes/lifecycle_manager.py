@@ -28,6 +28,8 @@ UP = ((Transition.TRANSITION_CONFIGURE, "configure"), (Transition.TRANSITION_ACT
 DOWN = ((Transition.TRANSITION_DEACTIVATE, "deactivate"), (Transition.TRANSITION_CLEANUP, "cleanup"))
 DOWN_FROM = {"active": DOWN, "inactive": DOWN[1:], "unconfigured": (), "finalized": ()}  # by primary state label
 GET_STATE = (-1, "get_state")  # a queue entry that asks for the node's state instead of changing it
+PROBE = (-2, "probe")  # get_state before the first transition, re-sent until the node answers
+PROBE_RETRY_S = 5.0  # a request sent before DDS matched the node's service is lost: ask again this often
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class LifecycleManager(Node):
         self._get_state = {n: self.create_client(GetState, f"/{n}/get_state") for n in self.params.node_names}
         self._queue: list[tuple[str, int, str]] = []
         self._pending = None  # (node, label, future, deadline)
+        self._probing_since: dict[str, float] = {}  # node -> when the first probe went out
         self._answered: set[str] = set()  # nodes whose lifecycle services have replied
         self._touched: set[str] = set()  # nodes sent a transition: the ones shutdown must bring down
         self._stopping = False  # in shutdown, a failure skips that node instead of ending the sequence
@@ -66,7 +69,8 @@ class LifecycleManager(Node):
 
     def startup(self) -> None:
         self.failure, self._stopping = "", False
-        self._enqueue([(n, t, label) for n in self.params.node_names for t, label in UP])
+        self._enqueue([entry for n in self.params.node_names
+                       for entry in ([] if n in self._answered else [(n, *PROBE)]) + [(n, t, label) for t, label in UP]])
 
     def shutdown(self) -> None:
         """Bring down, in reverse order, every node that was sent a transition, from the state it reports."""
@@ -130,6 +134,9 @@ class LifecycleManager(Node):
                 self._pending = None
                 result = future.result()
                 self._queued_at = now
+                if label == PROBE[1] and result is not None:
+                    self._answered.add(node)  # its services are reachable: the transitions will arrive
+                    return
                 if label == GET_STATE[1]:
                     if result is None:
                         self._fail(node, label, "no answer")
@@ -146,13 +153,20 @@ class LifecycleManager(Node):
                 self.get_logger().info(f"{node}: {label} ok")
                 if not self._queue:
                     self.active = all(s == "active" for s in self.node_states.values())
+            elif now > deadline and label == PROBE[1] and \
+                    now - self._probing_since[node] < self.params.transition_timeout_s:
+                # On a loaded machine a node's process can take longer to come up than service_wait_s: a
+                # request sent before its service is matched is dropped by DDS, not queued. get_state is
+                # harmless to repeat (a transition is not), so the probe is what gets re-sent.
+                self._pending = None
+                self._queue.insert(0, (node, *PROBE))
             elif now > deadline:
                 self._fail(node, label, f"no answer within {self.params.transition_timeout_s:.0f} s")
             return
         if not self._queue:
             return
         node, transition_id, label = self._queue[0]
-        client = self._get_state[node] if label == GET_STATE[1] else self._change_state[node]
+        client = self._get_state[node] if label in (GET_STATE[1], PROBE[1]) else self._change_state[node]
         # Once a node has answered, its service is known to be there: the ROS graph cache that
         # service_is_ready() reads was seen to report a node missing for tens of seconds in between.
         if node not in self._answered and not client.service_is_ready():
@@ -163,13 +177,17 @@ class LifecycleManager(Node):
             self.get_logger().warning(f"{client.service_name} not seen after {self.params.service_wait_s:.0f} s; "
                                       f"requesting '{label}' anyway")
         self._queue.pop(0)
-        if label == GET_STATE[1]:
+        timeout_s = self.params.transition_timeout_s
+        if label == PROBE[1]:
+            request, timeout_s = GetState.Request(), PROBE_RETRY_S
+            self._probing_since.setdefault(node, now)
+        elif label == GET_STATE[1]:
             request = GetState.Request()
         else:
             request = ChangeState.Request()
             request.transition.id = transition_id
             self._touched.add(node)
-        self._pending = (node, label, client.call_async(request), now + self.params.transition_timeout_s)
+        self._pending = (node, label, client.call_async(request), now + timeout_s)
 
     def _publish_diagnostics(self) -> None:
         status = DiagnosticStatus(name="gps_denied_nav: lifecycle_manager", hardware_id=self.get_fully_qualified_name())

@@ -19,6 +19,7 @@ from visualization_msgs.msg import MarkerArray
 
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.input_checks import geodetic_problem
 from gps_denied_nav.core.retrieval import search
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
@@ -84,11 +85,15 @@ class RetrievalNode(StageNode):
         return response
 
     def _on_map_origin(self, msg: NavSatFix) -> None:
+        problem = geodetic_problem(msg.latitude, msg.longitude, msg.altitude)
+        if problem:
+            self.status.drop(f"map_origin_{problem}", f"{msg.latitude}, {msg.longitude}, {msg.altitude} m")
+            return
         self.map_frame = LocalTangentPlane(msg.latitude, msg.longitude, msg.altitude)
 
     def _on_fix(self, msg: NavSatFix) -> None:
-        if not (math.isfinite(msg.latitude) and math.isfinite(msg.longitude)):
-            self.status.drop("bad_fix", "NaN latitude/longitude")
+        if geodetic_problem(msg.latitude, msg.longitude, msg.altitude):
+            self.status.drop("bad_fix", f"latitude/longitude/altitude {msg.latitude}, {msg.longitude}, {msg.altitude}")
             return
         east_north = self.corpus.frame.to_enu(msg.latitude, msg.longitude, msg.altitude)[:2]
         c = msg.position_covariance

@@ -18,6 +18,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo
 
 from gps_denied_nav.core.errors import RuntimeUnavailable
+from gps_denied_nav.core.input_checks import StampGuard
 from gps_denied_nav.core.stage_timing import FrameTimer, RollingTimings
 from gps_denied_nav.core.threads import ThreadBudget, apply_thread_budget, describe
 from gps_denied_nav.nodes import names
@@ -31,6 +32,7 @@ from gps_denied_nav_interfaces.msg import StageTiming
 # anything else is a bug and propagates. Nothing here may import torch or FAISS: the filter's process
 # would carry them for nothing.
 CONFIGURE_ERRORS = (RuntimeUnavailable, FileNotFoundError, ValueError, OSError)
+ODOMETRY_MAX_STEP_S = 3.0  # the filter publishes at 50 Hz: a longer step forward is a fault (or a new clock)
 
 
 @dataclass(frozen=True)
@@ -153,12 +155,25 @@ class StageNode(LifecycleNode):
     def track_attitude(self) -> None:
         """Keep the filter's recent attitudes in ``self.poses`` (looked up at camera exposure stamps)."""
         self.poses = PoseBuffer()
+        self._odometry_stamps = StampGuard(max_step_s=ODOMETRY_MAX_STEP_S)
         self.subscribe(Odometry, names.ODOMETRY, self._on_odometry, depth=50)
 
     def _on_odometry(self, msg: Odometry) -> None:
+        """Attitudes into ``self.poses``, checked: one odometry stamped hours ahead used to become the newest
+        sample, and every later one was then ignored as out of order (no attitude, no fix, for good)."""
         q = quat_msg_to_wxyz(msg.pose.pose.orientation)
-        if np.all(np.isfinite(q)) and abs(np.linalg.norm(q) - 1.0) < 1e-3:
-            self.poses.add(stamp_to_s(msg.header.stamp), q)
+        if not np.all(np.isfinite(q)) or abs(np.linalg.norm(q) - 1.0) >= 1e-3:
+            self.status.drop("odometry_not_unit_quaternion", f"orientation {q}")
+            return
+        stamp_s = stamp_to_s(msg.header.stamp)
+        last_s, verdict = self._odometry_stamps.last_s, self._odometry_stamps.check(stamp_s)
+        if verdict == "reanchored":
+            self.get_logger().warning(f"odometry clock jumped from {last_s:.3f} s to {stamp_s:.3f} s: attitudes reset")
+            self.poses.clear()
+        elif verdict != "ok":
+            self.status.drop(f"odometry_{verdict}", f"{stamp_s:.6f} s after {last_s:.6f} s")
+            return
+        self.poses.add(stamp_s, q)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:
