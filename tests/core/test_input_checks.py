@@ -72,3 +72,22 @@ def test_relocalizer_measures_velocity_from_two_strong_fixes():
     reloc.offer(StrongFix(30.0, np.array([0.0, 0.0, 100.0]), cov, 0.0, 1e-3))
     turned = reloc.offer(StrongFix(31.0, np.array([20.0, 0.0, 100.0]), cov, 0.2, 1e-3))
     assert abs(math.atan2(turned.vel_enu_mps[1], turned.vel_enu_mps[0]) - 0.1) < 1e-9
+
+
+def test_a_real_gap_is_confirmed_and_a_glitch_ahead_costs_one_sample():
+    guard = StampGuard(max_step_s=3.0, reanchor_samples=20, hold_step_s=0.1, confirm_samples=2)
+    stream = [0.005 * i for i in range(10)]
+    assert [guard.check(t) for t in stream] == ["ok"] * 10
+    # One sample 2 s ahead (within the history): refused, and the stream goes on undisturbed.
+    assert guard.check(2.05) == "stamp_jump"
+    assert [guard.check(0.05 + 0.005 * i) for i in range(5)] == ["ok"] * 5
+    # A real 2 s gap: the first two samples after it confirm it, then the stream continues from there.
+    assert [guard.check(2.1 + 0.005 * i) for i in range(4)] == ["stamp_jump", "stamp_jump", "ok", "ok"]
+
+
+def test_recurring_glitches_never_take_the_clock():
+    """A +7200 s stamp every 5th sample (found by the fuzz benchmark: the old guard re-anchored 34 times)."""
+    guard = StampGuard(max_step_s=3.0, reanchor_samples=20)
+    verdicts = [guard.check(7200.0 + 0.01 * i if i % 5 == 4 else 0.01 * i) for i in range(2000)]
+    assert verdicts.count("reanchored") == 0 and verdicts.count("stamp_jump") == 400
+    assert verdicts.count("ok") == 1600

@@ -270,6 +270,11 @@ class ErrorStateKalmanFilter:
         return StateEstimate(float(stamp_s), NominalState.from_vector(x), P.copy())
 
     @property
+    def pending_events(self) -> int:
+        """Measurements waiting for the IMU to reach their stamps."""
+        return len(self._hist.pending)
+
+    @property
     def state_problem(self) -> str | None:
         """Why the current state or covariance cannot be trusted (eskf_guard), or None."""
         return state_problem(self._hist.x[-1], self._hist.P[-1], self.config.max_speed_mps)

@@ -56,39 +56,40 @@ def variance_problem(var: float, max_var: float) -> str | None:
 
 
 class StampGuard:
-    """Accepts a stream's stamps while they move forward by at most ``max_step_s``.
+    """Accepts a stream's stamps while they move forward in ordinary steps; decides what a jump means.
 
-    A stamp behind the last one or a jump ahead is refused. A jump is also remembered as the start of a
-    candidate stream: when ``reanchor_samples`` stamps in a row continue that candidate (each ahead of
-    the previous by at most ``max_step_s``, none of them continuing the old stream), the source's clock
-    really jumped and the guard follows it (``check`` returns "reanchored"; the caller restarts whatever
-    depends on the old time base). One wild stamp is thus one refused sample, and a clock that really
-    jumped costs ``reanchor_samples`` samples, not the rest of the flight.
+    A step of at most ``hold_step_s`` is accepted. A longer step forward could be a real gap (samples lost
+    upstream) or one wild stamp, and the two look the same when the sample arrives; so it is refused and
+    kept as a candidate, and accepted only when ``confirm_samples`` more stamps continue from it (each at
+    most ``hold_step_s`` after the one before). A wild stamp is then one refused sample, while the stream
+    keeps going; a real gap costs the samples that confirm it. Beyond ``max_step_s`` (or backwards) a
+    continuing candidate needs ``reanchor_samples`` stamps: then the source's clock really jumped and
+    ``check`` returns "reanchored" (the caller restarts whatever depends on the old time base). A stamp
+    that continues the accepted stream drops any candidate.
     """
 
-    def __init__(self, max_step_s: float, reanchor_samples: int = 20):
-        self.max_step_s = max_step_s
-        self.reanchor_samples = reanchor_samples
+    def __init__(self, max_step_s: float, reanchor_samples: int = 20, hold_step_s: float = 0.1,
+                 confirm_samples: int = 2):
+        self.max_step_s, self.hold_step_s = max_step_s, min(hold_step_s, max_step_s)
+        self.reanchor_samples, self.confirm_samples = reanchor_samples, confirm_samples
         self.last_s: float | None = None
-        self._candidate_s: float | None = None
-        self._candidate_n = 0
+        self._candidate: list[float] = []  # stamps continuing a jump, oldest first
 
     def check(self, stamp_s: float) -> str:
         """-> "ok", "reanchored", "stamp_backwards" or "stamp_jump" (the last two: refuse the sample)."""
         if not math.isfinite(stamp_s):
             return "stamp_jump"
-        if self.last_s is None or self.last_s < stamp_s <= self.last_s + self.max_step_s:
-            self.last_s = stamp_s
+        if self.last_s is None or self.last_s < stamp_s <= self.last_s + self.hold_step_s:
+            self.last_s, self._candidate = stamp_s, []
             return "ok"
         verdict = "stamp_backwards" if stamp_s <= self.last_s else "stamp_jump"
-        if self._candidate_s is not None and self._candidate_s < stamp_s <= self._candidate_s + self.max_step_s:
-            self._candidate_n += 1
-        else:
-            self._candidate_n = 1
-        self._candidate_s = stamp_s
-        if self._candidate_n >= self.reanchor_samples:
-            self.last_s, self._candidate_s, self._candidate_n = stamp_s, None, 0
-            return "reanchored"
+        c = self._candidate
+        self._candidate = c + [stamp_s] if c and c[-1] < stamp_s <= c[-1] + self.hold_step_s else [stamp_s]
+        first = self._candidate[0]
+        gap = self.last_s < first <= self.last_s + self.max_step_s
+        if len(self._candidate) > (self.confirm_samples if gap else self.reanchor_samples - 1):
+            self.last_s, self._candidate = stamp_s, []
+            return "ok" if gap else "reanchored"
         return verdict
 
 

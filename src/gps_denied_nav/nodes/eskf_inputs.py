@@ -35,6 +35,13 @@ class GeoFix:
     cov_enu_m2: np.ndarray  # [3x3]
 
 
+def _stamp_s(kind: str, header) -> float:
+    """Header stamp in seconds; a nanosecond field of a second or more is malformed, not 4.29 s later."""
+    if not 0 <= header.stamp.nanosec < 1_000_000_000:
+        raise Refused(f"{kind}_stamp_malformed", f"{kind} stamp nanosec {header.stamp.nanosec} >= 1e9")
+    return stamp_to_s(header.stamp)
+
+
 def read_imu(msg: Imu, max_accel_mps2: float, max_gyro_radps: float) -> tuple[float, np.ndarray, np.ndarray]:
     a, w = msg.linear_acceleration, msg.angular_velocity
     accel, gyro = np.array([a.x, a.y, a.z]), np.array([w.x, w.y, w.z])
@@ -42,7 +49,7 @@ def read_imu(msg: Imu, max_accel_mps2: float, max_gyro_radps: float) -> tuple[fl
     if problem:
         raise Refused(problem, f"IMU sample accel {accel} m/s², gyro {gyro} rad/s (limits ±{max_accel_mps2:.0f} "
                                f"m/s², ±{max_gyro_radps:.0f} rad/s)")
-    return stamp_to_s(msg.header.stamp), accel, gyro
+    return _stamp_s("imu", msg.header), accel, gyro
 
 
 def _geo_fix(kind: str, stamp_s: float, lat: float, lon: float, alt: float, cov: np.ndarray) -> GeoFix:
@@ -55,13 +62,13 @@ def _geo_fix(kind: str, stamp_s: float, lat: float, lon: float, alt: float, cov:
 
 def read_gnss(msg: NavSatFix, default_sigma_m: float) -> GeoFix:
     cov = fix_covariance_enu_m2(msg, default_sigma_m)
-    return _geo_fix("gnss", stamp_to_s(msg.header.stamp), msg.latitude, msg.longitude, msg.altitude, cov)
+    return _geo_fix("gnss", _stamp_s("gnss", msg.header), msg.latitude, msg.longitude, msg.altitude, cov)
 
 
 def read_visual_fix(msg) -> tuple[GeoFix, float, float]:
     """-> (fix, heading rad, heading variance rad²) of a gps_denied_nav_interfaces/VisualFix."""
     cov = np.asarray(msg.position_covariance_enu_m2, dtype=float).reshape(3, 3)
-    fix = _geo_fix("visual_fix", stamp_to_s(msg.header.stamp), msg.latitude_deg, msg.longitude_deg, msg.altitude_m,
+    fix = _geo_fix("visual_fix", _stamp_s("visual_fix", msg.header), msg.latitude_deg, msg.longitude_deg, msg.altitude_m,
                    cov)
     if not math.isfinite(msg.heading_rad) or variance_problem(msg.heading_variance_rad2, math.pi**2):
         raise Refused("visual_fix_heading_invalid", f"heading {msg.heading_rad} rad, variance "
@@ -73,7 +80,7 @@ def read_baro(msg: FluidPressure) -> tuple[float, float]:
     """-> (stamp s, pressure Pa)."""
     if not (math.isfinite(msg.fluid_pressure) and MIN_PRESSURE_PA <= msg.fluid_pressure <= MAX_PRESSURE_PA):
         raise Refused("baro_out_of_range", f"pressure {msg.fluid_pressure} Pa")
-    return stamp_to_s(msg.header.stamp), float(msg.fluid_pressure)
+    return _stamp_s("baro", msg.header), float(msg.fluid_pressure)
 
 
 def check_clock(kind: str, stamp_s: float, imu_last_s: float | None, history_s: float, future_s: float) -> None:

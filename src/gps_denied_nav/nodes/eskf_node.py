@@ -12,7 +12,7 @@ consecutive strong visual fixes re-initialise position, heading and velocity (co
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 
 import numpy as np
 from nav_msgs.msg import Odometry
@@ -32,8 +32,9 @@ from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.eskf_inputs import Refused, read_baro, read_gnss, read_imu, read_visual_fix
-from gps_denied_nav.nodes.eskf_outputs import (FilterHealth, diagnostics_values, lost_fix_msg, navsatfix_msg,
-                                               odometry_msg, origin_msg, tf_broadcaster, transform_msg)
+from gps_denied_nav.nodes.eskf_outputs import (FilterHealth, counter_values, diagnostics_values, lost_fix_msg,
+                                               navsatfix_msg, odometry_msg, origin_msg, tf_broadcaster,
+                                               transform_msg)
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.nodes.eskf_params import EskfParams
 from gps_denied_nav.nodes.eskf_start import FilterStart
@@ -56,6 +57,7 @@ class EskfNode(FilterStart, StageNode):
         self.imu_stamps = StampGuard(max_step_s=p.history_s, reanchor_samples=p.imu_reanchor_samples)
         self.imu_gaps = ImuGapMonitor()
         self.health = FilterHealth()
+        self.carried_counts: Counter = Counter()
         self._restart()
         self.last_trusted_geodetic = None
         self.status.add_source(self._filter_diagnostics)
@@ -77,6 +79,9 @@ class EskfNode(FilterStart, StageNode):
         if why:
             self.get_logger().error(f"filter restarted: {why}; waiting for GNSS or a visual fix to initialise")
             self.status.count("filter_restarts")
+            # What the old filter counted stays on /diagnostics (its totals must not go down).
+            self.carried_counts.update(counter_values(self.filter.diagnostics) if self.filter.initialized else {})
+            self.status.count("measurements_discarded_at_restart", self.filter.pending_events)
         self.filter = ErrorStateKalmanFilter(self.config)
         self.gnss_run = ConsistentFixes(required=self.params.origin_gnss_fixes, max_speed_mps=self.params.max_speed_mps)
         self.gnss_fixes: deque = deque(maxlen=50)  # (stamp_s, pos_enu_m, cov) of the consistent run
@@ -120,6 +125,8 @@ class EskfNode(FilterStart, StageNode):
         if not self.filter.initialized or stamp_s <= self.filter.stamp_s:
             return  # before the initialisation stamp
         self.filter.propagate(stamp_s, accel, gyro)
+        if self.filter.stamp_s != stamp_s:
+            return  # the filter refused the sample: nothing new to publish
         period_s = 1.0 / p.publish_rate_hz
         if stamp_s - self.last_publish_s >= period_s - 1e-6:
             # Keep the schedule, not the sample: restarting it at each publishing sample stretches every
@@ -136,12 +143,12 @@ class EskfNode(FilterStart, StageNode):
         except Refused as exc:
             self.status.drop(exc.reason, exc)
             return
+        if not self.filter.initialized and self._refused_clock("gnss", fix.stamp_s):
+            return
         self.status.count("gnss_received")
         sigma_m = math.sqrt(float(np.max(np.linalg.eigvalsh(fix.cov_enu_m2))))
         if not self.gnss_run.add(fix.stamp_s, fix.lat_deg, fix.lon_deg, fix.alt_m, sigma_m):
             self.gnss_fixes.clear()  # the run restarts here: older fixes disagree with this one
-        if not self.filter.initialized and self._refused_clock("gnss", fix.stamp_s):
-            return
         if self.frame is None:
             if not self.gnss_run.trusted:
                 return
@@ -182,9 +189,9 @@ class EskfNode(FilterStart, StageNode):
         except Refused as exc:
             self.status.drop(exc.reason, exc)
             return exc.reason
-        self.status.count("visual_fixes_received")
         if not self.filter.initialized and self._refused_clock("visual_fix", fix.stamp_s):
             return "refused_clock"
+        self.status.count("visual_fixes_received")  # refused ones are counted under their reason only
         if self.frame is None:
             self._set_frame(fix.lat_deg, fix.lon_deg, fix.alt_m)
         stamp_s, cov = fix.stamp_s, fix.cov_enu_m2
@@ -243,8 +250,9 @@ class EskfNode(FilterStart, StageNode):
 
     def _filter_diagnostics(self) -> dict:
         if not hasattr(self, "filter") or not self.filter.initialized:
-            return {"filter": "waiting for initialisation"}
-        return diagnostics_values(self.filter.diagnostics, self.imu_gaps) | {"gnss_run": len(self.gnss_run.run)}
+            return {"filter": "waiting for initialisation", **self.carried_counts}
+        values = diagnostics_values(self.filter.diagnostics, self.imu_gaps) | {"gnss_run": len(self.gnss_run.run)}
+        return values | {k: values.get(k, 0) + n for k, n in self.carried_counts.items()}
 
 
 def main(args=None) -> None:

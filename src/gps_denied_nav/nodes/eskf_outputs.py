@@ -85,6 +85,12 @@ def fix_covariance_enu_m2(msg: NavSatFix, default_sigma_m: float) -> np.ndarray:
     return cov if msg.position_covariance_type == NavSatFix.COVARIANCE_TYPE_KNOWN else np.diag(np.diag(cov))
 
 
+def counter_values(d: EskfDiagnostics) -> dict[str, int]:
+    """The filter's per-kind counters as /diagnostics keys (``visual_fix_too_new``, ...)."""
+    return {f"{kind.value}_{name}": getattr(c, name) for kind, c in d.counters.items()
+            for name in ("accepted", "rejected", "too_old", "too_new", "invalid")}
+
+
 def diagnostics_values(d: EskfDiagnostics, imu_gaps: ImuGapMonitor) -> dict:
     """The filter's verdict, counters per measurement kind, last NIS per kind and the IMU gap counts."""
     values = {"filter": "lost: " + d.reinit_reason.value if d.needs_reinit else "tracking",
@@ -94,12 +100,7 @@ def diagnostics_values(d: EskfDiagnostics, imu_gaps: ImuGapMonitor) -> dict:
               "imu_samples_dropped_by_filter": d.imu_samples_dropped,
               "imu_gaps": imu_gaps.gaps, "imu_samples_missing": imu_gaps.samples_missing,
               "imu_max_gap_ms": 1e3 * imu_gaps.max_gap_s}
-    for kind, counters in d.counters.items():
-        values[f"{kind.value}_accepted"] = counters.accepted
-        values[f"{kind.value}_rejected"] = counters.rejected
-        values[f"{kind.value}_too_old"] = counters.too_old
-        values[f"{kind.value}_too_new"] = counters.too_new
-        values[f"{kind.value}_invalid"] = counters.invalid
+    values.update(counter_values(d))
     for kind, rec in d.last_innovation.items():
         values[f"{kind.value}_last_nis"] = rec.nis
     return values
