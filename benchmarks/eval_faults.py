@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rosbags.highlevel import AnyReader
 
+from gps_denied_nav.core.corpus import Corpus, CorpusError
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.report import GeoTrack
 from gps_denied_nav.core.report_state import state_error_series
@@ -77,7 +78,10 @@ def main() -> int:
         if not world.exists():
             reference.small_world(world)
         args.corpus = args.out / "corpus"
-        if not (args.corpus / "manifest.json").exists():
+        try:
+            Corpus.load(args.corpus)
+        except CorpusError as exc:  # absent, or made by an older version: build it again
+            print(f"[faults] building the corpus ({exc.reason})", flush=True)
             reference.small_corpus(world, args.corpus)
         args.clip = args.out / "clip.mcap"
         if not args.clip.exists():
