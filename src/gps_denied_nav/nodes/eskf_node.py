@@ -22,7 +22,7 @@ from sensor_msgs.msg import FluidPressure, Imu, NavSatFix, NavSatStatus
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m
 from gps_denied_nav.core.eskf import ErrorStateKalmanFilter
-from gps_denied_nav.core.eskf_diagnostics import UpdateStatus
+from gps_denied_nav.core.eskf_diagnostics import ReinitReason, UpdateStatus
 from gps_denied_nav.core.eskf_relocalize import Relocalizer, StrongFix
 from gps_denied_nav.core.eskf_state import StateEstimate
 from gps_denied_nav.core.eskf_alignment import wants_heading_reset
@@ -234,16 +234,18 @@ class EskfNode(FilterStart, StageNode):
 
     def _publish(self) -> None:
         f = self.filter
-        est = StateEstimate(f.stamp_s, f.state, f.covariance)
-        if f.state_problem is not None:  # nothing of this state may reach the autopilot: NO_FIX, no odometry
+        reason = f.reinit_reason  # one check of the state (a Cholesky of P) per publish, at 50 Hz
+        if reason is ReinitReason.INVALID_STATE:  # nothing of this state may reach the autopilot: NO_FIX only
             if self.last_trusted_geodetic is not None:
                 self.fix_pub.publish(lost_fix_msg(f.stamp_s, self.last_trusted_geodetic))
             return
+        est = StateEstimate(f.stamp_s, f.state, f.covariance)
         odom = odometry_msg(est, self.last_gyro)
         self.odom_pub.publish(odom)
-        fix = navsatfix_msg(est, self.frame, has_fix=not f.needs_reinit)
+        tracking = reason is ReinitReason.NONE
+        fix = navsatfix_msg(est, self.frame, has_fix=tracking)
         self.fix_pub.publish(fix)
-        if not f.needs_reinit:
+        if tracking:
             self.last_trusted_geodetic = (fix.latitude, fix.longitude, fix.altitude)
         if self.tf_broadcaster is not None:
             self.tf_broadcaster.sendTransform(transform_msg(odom))

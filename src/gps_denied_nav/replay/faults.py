@@ -161,9 +161,10 @@ def score_fault(fault: str, fault_s: float, fixes: list, truth: GeoTrack) -> Fau
     frame = LocalTangentPlane(truth.lat_deg[0], truth.lon_deg[0], 0.0)
     t = np.array([stamp_to_s(m.header.stamp) for m in fixes])
     claimed = np.array([m.status.status != NavSatStatus.STATUS_NO_FIX for m in fixes], dtype=bool)
-    est = np.array([frame.to_enu(m.latitude, m.longitude, m.altitude)[:2] for m in fixes]).reshape(-1, 2)
-    lat, lon, alt = (np.interp(t, truth.t_s, col) for col in (truth.lat_deg, truth.lon_deg, truth.alt_m))
-    true = np.array([frame.to_enu(*row)[:2] for row in zip(lat, lon, alt)]).reshape(-1, 2)
+    lla = np.array([(m.latitude, m.longitude, m.altitude) for m in fixes], dtype=float).reshape(-1, 3)
+    est = frame.to_enu(lla[:, 0], lla[:, 1], lla[:, 2]).reshape(-1, 3)[:, :2]
+    true = frame.to_enu(*(np.interp(t, truth.t_s, col) for col in (truth.lat_deg, truth.lon_deg, truth.alt_m)))
+    true = true.reshape(-1, 3)[:, :2]
     err = np.linalg.norm(est - true, axis=1)
     late = claimed & (t >= fault_s + SETTLE_S)
     return FaultScore(fault, fault_s, int(np.sum(claimed & (t >= fault_s))),
