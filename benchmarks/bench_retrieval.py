@@ -31,6 +31,7 @@ from gps_denied_nav.core.retrieval import search
 from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 from gps_denied_nav.sim.import_tiles import mosaic_tiles_to_geotiff
 from gps_denied_nav.sim.render import Photometric, render_frame
+from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
 
 TURKU_CSV = Path(__file__).resolve().parents[1] / "../shared/data/turku_satellite/map/map.csv"
 QUERY_FOOTPRINT_M = 105.0  # rectified query side, as in baselines.md
@@ -94,7 +95,8 @@ def main() -> None:
               f"({raster.width_m:.0f} x {raster.height_m:.0f} m, {raster.valid.mean():.0%} valid), "
               f"GeoTIFF + load {t1 - t0:.1f} s")
         last[0] = time.perf_counter()
-        manifest = provision(raster, Path(tmp) / "corpus", ProvisionConfig(device="cpu", assume_sea_level=True), progress)
+        manifest = provision(raster, Path(tmp) / "corpus", ProvisionConfig(device="cpu", assume_sea_level=True,
+                                                                                 **SIMULATED_MAP_ERRORS), progress)
         t_load = time.perf_counter()
         corpus = Corpus.load(Path(tmp) / "corpus")
         t_load = time.perf_counter() - t_load

@@ -25,7 +25,7 @@ from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.map_raster import load_geotiff
 from gps_denied_nav.core.matching import MatchingConfig, TileFeatures, match_frame
-from gps_denied_nav.core.rectify import rectify_to_north_up
+from gps_denied_nav.core.rectify import query_footprint_m, rectify_to_north_up
 from gps_denied_nav.core.retrieval import search
 from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 from gps_denied_nav.core.threads import ThreadBudget, apply_thread_budget
@@ -33,7 +33,7 @@ from gps_denied_nav.sim.render import render_frame
 
 DEMO = Path(__file__).resolve().parents[1] / "out" / "demo"
 ALTITUDE_AGL_M = 120.0
-QUERY_FOOTPRINT_M = 105.0
+QUERY_FOOTPRINT_M = query_footprint_m(CameraIntrinsics.from_hfov(640, 480, 60.0).K, 640, 480, ALTITUDE_AGL_M)  # as inference_node
 
 
 def frames(corpus: Corpus, raster, count: int, rng):
@@ -88,7 +88,7 @@ def main() -> None:
             result = search(corpus.index, descriptor, 5, corpus.tile_centres_enu_m, cam[:2], 200.0)
             t3 = time.perf_counter()
             candidates = [TileFeatures(int(i), *corpus.tile_features(int(i))) for i in result.indices[:3]]
-            match_frame(rgb, K, candidates, MatchingConfig(), ground_up_m=corpus.ground_up_m)
+            match_frame(rgb, K, candidates, MatchingConfig(), terrain_up_m=corpus.terrain_up_m)
             t4 = time.perf_counter()
             for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 times[key].append(1e3 * dt)

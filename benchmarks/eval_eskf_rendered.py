@@ -30,10 +30,11 @@ from eskf_scenarios import MODES, Fix, RunData, Scenario, Truth, draw_outlier, f
 from gps_denied_nav.core.baro import pressure_to_altitude_m
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
 from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.map_raster import load_geotiff
 from gps_denied_nav.core.matching import MatchingConfig, PosePrior, TileFeatures, match_frame
-from gps_denied_nav.core.rectify import rectify_to_north_up
+from gps_denied_nav.core.rectify import query_footprint_m, rectify_to_north_up
 from gps_denied_nav.core.retrieval import search
 from gps_denied_nav.core.rotations import quat_from_rotvec, quat_multiply, quat_to_rotmat
 from gps_denied_nav.replay.session import print_progress
@@ -44,7 +45,6 @@ from gps_denied_nav.sim.world import generate_world
 LATENCY_S = 1.0
 PRIOR_POS_SIGMA_M, PRIOR_ATT_SIGMA_RAD = 2.0, np.radians(0.5)   # the filter's typical errors in flight
 RADIUS_M, TOP_K, CANDIDATES = 150.0, 10, 3                      # the retrieval and matching nodes' defaults
-QUERY_FOOTPRINT_M = 105.0                                       # inference node default
 
 
 def frame_fixes(flight: FlightData, corpus: Corpus, extractor: DescriptorExtractor | None, rng: np.random.Generator,
@@ -58,7 +58,6 @@ def frame_fixes(flight: FlightData, corpus: Corpus, extractor: DescriptorExtract
     """
     truth, cam = flight.truth_camera, flight.camera
     query_gsd_m = corpus.tile_size_m / corpus.tile_px
-    size_px = int(round(QUERY_FOOTPRINT_M / query_gsd_m))
     rows = []
     for i, stamp in enumerate(flight.image_stamps_s):
         q_prior = quat_multiply(truth.q_world_body[i], quat_from_rotvec(rng.normal(size=3) * PRIOR_ATT_SIGMA_RAD))
@@ -67,14 +66,16 @@ def frame_fixes(flight: FlightData, corpus: Corpus, extractor: DescriptorExtract
         if extractor is None:
             candidates = [TileFeatures("window", *corpus.features_in_window(pos_prior, RADIUS_M), 1.0)]
         else:
-            agl_m = truth.pos_enu_m[i, 2] - corpus.ground_up_m
+            agl_m = truth.pos_enu_m[i, 2] - corpus.ground_up_at(*pos_prior)
+            side_m = query_footprint_m(cam.K, cam.width_px, cam.height_px, agl_m, 1.0, corpus.tile_size_m)
+            size_px = max(32, int(round(side_m / query_gsd_m)))
             query, _valid, _offset = rectify_to_north_up(flight.images_rgb[i], cam.K, R_world_body @ flight.R_body_cam,
                                                          agl_m, query_gsd_m, size_px)
             found = search(corpus.index, extractor.describe(query[None])[0], TOP_K, corpus.tile_centres_enu_m,
                            pos_prior, RADIUS_M)
             candidates = [TileFeatures(corpus.tiles[j].tile_id, *corpus.tile_features(int(j)), float(s))
                           for j, s in zip(found.indices[:CANDIDATES], found.scores[:CANDIDATES])]
-        result = match_frame(flight.images_rgb[i], cam.K, candidates, config, ground_up_m=corpus.ground_up_m,
+        result = match_frame(flight.images_rgb[i], cam.K, candidates, config, terrain_up_m=corpus.terrain_up_m,
                              prior=PosePrior(R_world_body=R_world_body), R_body_cam=flight.R_body_cam)
         if result.accepted:
             c = result.cov_pos_enu_m2
@@ -108,7 +109,7 @@ def prepare_world(args) -> tuple[Path, Path]:
         generate_world(world, seed=0)
     corpus = args.corpus or args.cache / f"corpus_{world.stem}"
     if not (corpus / "manifest.json").exists():
-        provision(load_geotiff(world, gsd_m=args.map_gsd_m), corpus, ProvisionConfig(assume_sea_level=True),
+        provision(load_geotiff(world, gsd_m=args.map_gsd_m), corpus, ProvisionConfig(assume_sea_level=True, **SIMULATED_MAP_ERRORS),
                   progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
     return world, corpus
 

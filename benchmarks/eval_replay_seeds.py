@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
 from gps_denied_nav.core.map_raster import load_geotiff
 from gps_denied_nav.replay.inspect_bag import last_diagnostics
 from gps_denied_nav.replay.session import replay
@@ -39,7 +40,7 @@ def main() -> int:
     if not world.exists():
         generate_world(world, seed=0)
     if not (corpus / "manifest.json").exists():
-        provision(world, corpus, ProvisionConfig(assume_sea_level=True))
+        provision(world, corpus, ProvisionConfig(assume_sea_level=True, **SIMULATED_MAP_ERRORS))
     raster = load_geotiff(world)
     rows = []
     for seed in range(1, args.seeds + 1):

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
 from gps_denied_nav.core.map_raster import load_geotiff
 from gps_denied_nav.replay.session import print_progress, replay
 from gps_denied_nav.sim.clip import write_clip
@@ -41,7 +42,7 @@ def main() -> int:
     tif = mosaic_tiles_to_geotiff(TURKU / "map" / "map.csv", args.out / "turku.tif")
     raster = load_geotiff(tif, gsd_m=args.map_gsd_m)
     corpus = args.out / "corpus"
-    provision(raster, corpus, ProvisionConfig(assume_sea_level=True), progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
+    provision(raster, corpus, ProvisionConfig(assume_sea_level=True, **SIMULATED_MAP_ERRORS), progress=lambda s, d, t: print_progress(f"provision: {s}", d, t))
     t_provision = time.monotonic() - t0
     flight = simulate_flight(raster, FlightConfig(seed=args.seed, duration_s=args.duration_s),
                              progress=lambda d, t: print_progress("render", d, t))

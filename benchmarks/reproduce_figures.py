@@ -92,6 +92,7 @@ def turku_inputs(out: Path) -> tuple[Path, Path] | None:
     if not (TURKU / "map" / "map.csv").exists():
         return None
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+    from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
     from gps_denied_nav.core.map_raster import load_geotiff
     from gps_denied_nav.sim.clip import write_clip
     from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
@@ -101,7 +102,7 @@ def turku_inputs(out: Path) -> tuple[Path, Path] | None:
     clip, corpus = out / "clip.mcap", out / "corpus"
     if not (corpus / "manifest.json").exists() or not clip.exists():
         raster = load_geotiff(mosaic_tiles_to_geotiff(TURKU / "map" / "map.csv", out / "turku.tif"), gsd_m=0.25)
-        provision(raster, corpus, ProvisionConfig(assume_sea_level=True))
+        provision(raster, corpus, ProvisionConfig(assume_sea_level=True, **SIMULATED_MAP_ERRORS))
         write_clip(simulate_flight(raster, FlightConfig(seed=1, duration_s=60.0)), clip)
     return clip, corpus
 

@@ -22,7 +22,8 @@ def cmd_provision(args) -> int:
 
     config = ProvisionConfig(tile_size_m=args.tile_size_m, stride_m=args.stride_m, tile_px=args.tile_px,
                              dem_path=args.dem, ground_alt_m=args.ground_alt_m, assume_sea_level=args.assume_sea_level,
-                             geoid_offset_m=args.geoid_offset_m)
+                             geoid_offset_m=args.geoid_offset_m, terrain_sigma_m=args.terrain_sigma_m,
+                             map_registration_sigma_m=args.map_sigma_m)
     t0 = time.monotonic()
     manifest = provision(args.ortho, args.out, config,
                          progress=lambda stage, done, total: _progress(f"provision: {stage}")(done, total))
@@ -112,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     terrain.add_argument("--assume-sea-level", action="store_true", help="the ground is at the ellipsoid (0 m)")
     terrain.add_argument("--geoid-offset-m", type=float, default=0.0,
                          help="geoid separation N added to a DEM in orthometric (geoid) heights")
+    terrain.add_argument("--terrain-sigma-m", type=float, default=None,
+                         help="vertical 1-sigma of the terrain heights (default 3 m for a DEM, 2 m for a flat height)")
+    p.add_argument("--map-sigma-m", type=float, default=None,
+                   help="horizontal 1-sigma of the map's georegistration, added to every fix (default: max(1 m, "
+                        "4 source pixels); give the orthophoto's stated absolute accuracy)")
     p.set_defaults(func=cmd_provision)
 
     p = sub.add_parser("simulate", help="render a flight clip bag over any GeoTIFF")

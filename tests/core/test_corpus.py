@@ -82,7 +82,9 @@ def test_manifest_and_layout(provisioned):
     lat, lon, _ = raster.frame.to_geodetic(np.column_stack([corpus.tile_centres_enu_m, np.zeros(len(bounds))]))
     np.testing.assert_allclose(corpus.tile_latlon_deg, np.column_stack([lat, lon]), atol=1e-9)
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk["format_version"] == 2
+    assert on_disk["format_version"] == 3
+    # Neither error was given: a flat height is good to 2 m, a 1 m/px map registered to max(1 m, 4 px).
+    assert (manifest.terrain_sigma_m, manifest.map_registration_sigma_m) == (2.0, 4.0)
     assert set(on_disk["files"]) >= {"index.faiss", "model.pt", "features.npz", "terrain.npz"}
     preview, valid, geometry = corpus.map_preview()
     assert preview.shape[:2] == valid.shape == (geometry.height_px, geometry.width_px)

@@ -170,6 +170,26 @@ def test_planar_pose_covariance_matches_monte_carlo():
     assert np.linalg.norm(np.mean(positions, axis=0) - cam_pos) < 3 * np.sqrt(np.trace(cov_pos) / 300) + 1e-3
 
 
+def test_pose_on_sloped_terrain_uses_each_points_height():
+    """A 4 % grade plus a hill under a 120 m high camera: solved with each point at its terrain height the
+    pose is exact; solved on one level plane (what the matcher did before) it is metres off."""
+    from gps_denied_nav.core.camera import project_points
+
+    rng = np.random.default_rng(3)
+    R_world_cam = quat_to_rotmat(quat_from_euler(0.08, -0.05, 0.7)) @ R_BODY_CAM_NADIR
+    cam_pos = np.array([30.0, -20.0, 180.0])
+    en = rng.uniform(-60, 60, (150, 2)) + cam_pos[:2]
+    up = 60.0 + 0.04 * (0.5 * en[:, 0] + 0.87 * en[:, 1]) + 5.0 * np.exp(-np.sum((en - [50, 0]) ** 2, 1) / 900.0)
+    pixels, _ = project_points(CAM.K, R_world_cam, cam_pos, np.column_stack([en, up]))
+    pixels = pixels + rng.normal(0, 0.3, pixels.shape)
+    pose = solve_planar_pose(CAM.K, pixels, en, up, sigma_floor_px=0.3, covariance_inflation=1.0)
+    level = solve_planar_pose(CAM.K, pixels, en, float(up.mean()), sigma_floor_px=0.3, covariance_inflation=1.0)
+    error_m = np.linalg.norm(pose.cam_pos_enu_m - cam_pos)
+    assert error_m < 0.3 and pose.reprojection_rmse_px < 0.6
+    assert (pose.cam_pos_enu_m - cam_pos) @ np.linalg.solve(pose.cov_pos_enu_m2, pose.cam_pos_enu_m - cam_pos) < 16.3
+    assert np.linalg.norm(level.cam_pos_enu_m[:2] - cam_pos[:2]) > 2.0 and level.reprojection_rmse_px > 1.0
+
+
 def test_right_tile_chosen_among_candidates(ground, tile, other_ground):
     rng = np.random.default_rng(5)
     R_world_body, cam_pos, _ = random_pose(rng)

@@ -80,3 +80,17 @@ def test_horizon_is_masked_and_bad_altitude_rejected():
     assert 0.0 < valid.mean() < 1.0
     with pytest.raises(ValueError):
         rectify_to_north_up(frame, camera.K, R_world_cam, 0.0, 1.0, 64)
+
+
+def test_query_footprint_follows_the_height_and_the_lens():
+    from gps_denied_nav.core.camera import CameraIntrinsics
+    from gps_denied_nav.core.rectify import query_footprint_m
+
+    demo = CameraIntrinsics.from_hfov(640, 480, 60.0)
+    assert query_footprint_m(demo.K, 640, 480, 120.0) == pytest.approx(103.9, abs=0.1)  # the short side
+    assert query_footprint_m(demo.K, 640, 480, 60.0) == pytest.approx(52.0, abs=0.1)
+    assert query_footprint_m(demo.K, 640, 480, 400.0, max_m=150.0) == 150.0  # never more than a tile
+    # DJI FC300S: 3.61 mm lens on a 6.17 mm wide sensor, 4000 x 2250 px, 40 m above ground: 38 m
+    fx_px = 3.61 / 6.17 * 4000
+    K = np.array([[fx_px, 0, 2000], [0, fx_px, 1125], [0, 0, 1.0]])
+    assert query_footprint_m(K, 4000, 2250, 40.0) == pytest.approx(38.5, abs=0.2)

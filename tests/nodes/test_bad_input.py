@@ -11,7 +11,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import Image, Imu, NavSatFix
+from sensor_msgs.msg import Image, Imu, NavSatFix, NavSatStatus
 
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp
@@ -138,3 +138,24 @@ def test_a_far_future_odometry_or_fix_does_not_capture_the_clocks(graph):
                     and inference.status.snapshot().get("dropped_odometry_not_unit_quaternion", 0) == 1), \
         inference.status.snapshot()
     assert inference.poses.lookup(t0 + 0.02, tolerance_s=1e-3) is not None  # the later attitude was kept
+
+
+def test_a_fused_altitude_that_contradicts_the_corpus_terrain_is_reported(graph):
+    """GNSS heights and the corpus ground (--ground-alt-m / --dem / --geoid-offset-m) that disagree by more
+    than any flight height: counted with both numbers and the terrain's source, never silently used."""
+    nodes, probe, _ = graph
+    inference = nodes["InferenceNode"]
+    corpus_frame = inference.corpus_frame
+    ground_m = float(inference.terrain.heights_m.mean())  # flat: the same everywhere
+
+    def fused(alt_m: float) -> NavSatFix:
+        msg = NavSatFix(latitude=corpus_frame.origin_lat_deg, longitude=corpus_frame.origin_lon_deg, altitude=alt_m)
+        msg.status.status = NavSatStatus.STATUS_FIX
+        return msg
+    before = inference.status.snapshot().get("dropped_altitude_contradicts_terrain", 0)
+    _publish(probe, NavSatFix, names.FIX, [fused(ground_m + 120.0)])
+    time.sleep(0.3)
+    assert inference.status.snapshot().get("dropped_altitude_contradicts_terrain", 0) == before
+    _publish(probe, NavSatFix, names.FIX, [fused(ground_m - 40.0), fused(ground_m + 5000.0)])
+    assert wait_for(lambda: inference.status.snapshot().get("dropped_altitude_contradicts_terrain", 0) == before + 2), \
+        inference.status.snapshot()

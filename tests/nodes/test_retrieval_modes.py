@@ -78,6 +78,11 @@ def test_prior_narrows_and_no_fix_goes_global(retrieval):
         offset = corpus.tile_centres_enu_m[cand.index] - centre
         assert np.hypot(*offset) <= narrowed.prior_radius_m + 1e-6
     assert narrowed.candidates[0].index == tile  # its own descriptor ranks first
+    # No fixed floor: 3x the fused fix's horizontal sigma (sqrt(var_e + var_n)) + half a tile + half the
+    # footprint (a tile's when the message gives none).
+    assert narrowed.prior_radius_m == pytest.approx(3.0 * 5.0 * 2**0.5 + corpus.tile_size_m, rel=1e-5)
+    wider = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_FIX, 40.0))
+    assert wider.prior_radius_m == pytest.approx(3.0 * 40.0 * 2**0.5 + corpus.tile_size_m, rel=1e-5)
 
     lost = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_NO_FIX, 5.0))
     assert lost.global_search and lost.prior_radius_m == 0.0

@@ -147,8 +147,12 @@ class Corpus:
 
     def ground_up_at(self, east_m, north_m) -> float:
         """Height of the ground (terrain.npz, bilinear) in the corpus ENU frame at a point of it: the plane
-        the matcher solves on and the rectifier projects to under that point."""
+        the rectifier projects to under that point."""
         return float(self.terrain.height_at(east_m, north_m)) - self.frame.origin_alt_m
+
+    def terrain_up_m(self, east_m: np.ndarray, north_m: np.ndarray) -> np.ndarray:
+        """Ground heights [N] (m) in the corpus ENU frame under points east_m, north_m [N] (for the matcher)."""
+        return self.terrain.height_at(east_m, north_m) - self.frame.origin_alt_m
 
     def load_model(self) -> NetVLADModel:
         """The checkpoint that made the descriptors; CorpusError if it is not the manifest's model."""

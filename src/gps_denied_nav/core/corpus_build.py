@@ -50,6 +50,13 @@ class ProvisionConfig:
     ground_alt_m: float | None = None
     assume_sea_level: bool = False
     geoid_offset_m: float = 0.0  # added to the DEM: N = h - H for a DEM in geoid (orthometric) heights
+    terrain_step_m: float = 10.0  # spacing of the stored terrain grid (the matcher reads a height per keypoint)
+    # Vertical 1-sigma of those heights against the real ground, added to every fix's vertical variance.
+    # None: 3 m for a DEM (global 1-arc-second DEMs; a lidar DTM is ~0.2 m: say so), 2 m for one flat height.
+    terrain_sigma_m: float | None = None
+    # Horizontal 1-sigma of the map's georegistration, added to every fix: a bias all keypoints share, which
+    # no number of inliers averages out. None: max(1 m, 4 source pixels); use the map's stated accuracy.
+    map_registration_sigma_m: float | None = None
     device: str = "auto"  # inference device for provisioning (see core.descriptor)
     batch_size: int = 8  # images per forward pass
     seed: int = 0  # sampling and k-means seed: the same map and config give the same corpus
@@ -144,8 +151,20 @@ def terrain_for(raster: MapRaster, config: ProvisionConfig) -> TerrainGrid:
                          f"got {sum(given)} of them")
     box = (raster.east_min_m, raster.north_max_m, raster.width_m, raster.height_m)
     if config.dem_path is not None:
-        return terrain_from_dem(config.dem_path, raster.frame, *box, config.stride_m, config.geoid_offset_m)
-    return flat_terrain(*box, 0.0 if config.assume_sea_level else float(config.ground_alt_m), config.stride_m)
+        return terrain_from_dem(config.dem_path, raster.frame, *box, config.terrain_step_m, config.geoid_offset_m)
+    return flat_terrain(*box, 0.0 if config.assume_sea_level else float(config.ground_alt_m), config.terrain_step_m)
+
+
+def error_sigmas_m(raster: MapRaster, config: ProvisionConfig) -> tuple[float, float]:
+    """(terrain_sigma_m, map_registration_sigma_m): the config's, or the defaults for this source."""
+    terrain = config.terrain_sigma_m if config.terrain_sigma_m is not None else (
+        3.0 if config.dem_path is not None else 2.0)
+    registration = config.map_registration_sigma_m if config.map_registration_sigma_m is not None else \
+        max(1.0, 4.0 * raster.gsd_m)
+    for name, value in (("terrain_sigma_m", terrain), ("map_registration_sigma_m", registration)):
+        if not 0.0 <= value < 1.0e3:
+            raise ValueError(f"{name} {value} must be a finite number of metres >= 0")
+    return float(terrain), float(registration)
 
 
 def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConfig = ProvisionConfig(),
@@ -164,6 +183,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
     rng = np.random.default_rng(config.seed)
 
     terrain = terrain_for(raster, config)  # first: a missing or bad DEM fails before minutes of work
+    terrain_sigma_m, registration_sigma_m = error_sigmas_m(raster, config)
     tiles = tile_grid(raster, config)
     if not tiles:
         raise ValueError(f"no tile of {config.tile_size_m} m with >= {config.min_valid_fraction:.0%} valid data "
@@ -208,6 +228,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
         tile_px=config.tile_px, model_id=model_id, descriptor_dim=config.model.descriptor_dim,
         num_tiles=len(tiles), num_features=features, root_sift=config.root_sift,
         ground_alt_m=float(np.mean(terrain.heights_m)), terrain_datum=terrain.datum,
+        terrain_sigma_m=terrain_sigma_m, map_registration_sigma_m=registration_sigma_m,
         provision_config={**asdict(config), "netvlad_alpha": alpha, "created_unix_s": time.time()},
         files={name: {"sha256": file_sha256(out_dir / name), "bytes": (out_dir / name).stat().st_size}
                for name in CORPUS_FILES})

@@ -16,7 +16,8 @@ from pathlib import Path
 from .geodesy import LocalTangentPlane
 
 CORPUS_FORMAT = "gps_denied_nav.corpus"
-CORPUS_FORMAT_VERSION = 2  # 2: terrain.npz and terrain_datum (the ground is not at 0 m)
+# 2: terrain.npz and terrain_datum (the ground is not at 0 m); 3: the terrain's and the map's own error
+CORPUS_FORMAT_VERSION = 3
 CORPUS_FILES = ("tiles.json", "descriptors.npy", "index.faiss", "features.npz", "map.png", "model.pt", "terrain.npz")
 MAX_EXTENT_M = 2.0e7  # half the Earth's circumference: no local tangent plane reaches further
 MAX_RASTER_SIDE_PX = 10_000_000  # 1000 km at 0.1 m/px
@@ -64,6 +65,8 @@ class Manifest:
     root_sift: bool  # descriptor flavour of features.npz (the matcher must use the same)
     ground_alt_m: float  # mean WGS84 ellipsoidal height of the ground under the map (terrain.npz has it all)
     terrain_datum: str  # what terrain.npz heights are (core.terrain.ELLIPSOID_DATUM)
+    terrain_sigma_m: float  # vertical 1-sigma of terrain.npz against the real ground (DEM accuracy)
+    map_registration_sigma_m: float  # horizontal 1-sigma of the map's georegistration (absolute accuracy)
     provision_config: dict  # every ProvisionConfig field, for the record
     files: dict  # file name -> {"sha256": hex, "bytes": int}
     format_version: int = CORPUS_FORMAT_VERSION
@@ -142,6 +145,8 @@ _MANIFEST = {
     "root_sift": _of_type(bool, "true or false"),
     "ground_alt_m": _number(-1.0e3, 2.0e4),  # below the Dead Sea to above Everest, with margin
     "terrain_datum": _of_type(str, "a non-empty string", lambda v: bool(v)),
+    "terrain_sigma_m": _number(0.0, 1.0e3),
+    "map_registration_sigma_m": _number(0.0, 1.0e4),
     "provision_config": _of_type(dict, "an object"),
     "files": _of_type(dict, "an object"),
     "format_version": _integer(CORPUS_FORMAT_VERSION, CORPUS_FORMAT_VERSION),

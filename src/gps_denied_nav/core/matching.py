@@ -11,6 +11,7 @@ is accepted. Every outcome is one ``MatchResult`` whose ``reason`` says why a fr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -49,6 +50,9 @@ class MatchingConfig:
     # bias shared by every keypoint that no number of inliers averages out. Set it to the orthophoto's
     # stated absolute accuracy; 0 when the map is the truth (simulation, benchmarks).
     map_registration_sigma_m: float = 0.0
+    # Vertical 1-sigma of the terrain heights under the keypoints, m, added to the fix's vertical
+    # variance: a DEM's error moves the solved camera height one for one. From the corpus manifest.
+    terrain_sigma_m: float = 0.0
     min_altitude_agl_m: float = 10.0  # camera height above the ground plane, lowest plausible, m
     max_altitude_agl_m: float = 1500.0  # highest plausible, m
     max_tilt_deg: float = 35.0  # largest plausible angle between body up and world up, deg
@@ -149,7 +153,8 @@ def inlier_spread(pixels_px: np.ndarray, width_px: int, height_px: int) -> float
 
 def check_plausibility(cam_pos_enu_m: np.ndarray, R_world_body: np.ndarray, ground_up_m: float,
                        config: MatchingConfig, prior: PosePrior | None = None) -> str | None:
-    """Reason a pose is implausible, or None. cam_pos_enu_m [3] m; R_world_body [3x3]."""
+    """Reason a pose is implausible, or None. cam_pos_enu_m [3] m; R_world_body [3x3]; ground_up_m: the
+    ground's height under the camera (m, ENU up)."""
     agl_m = float(cam_pos_enu_m[2]) - ground_up_m
     if agl_m <= 0.0:
         return f"camera below the ground: {agl_m:.1f} m"
@@ -170,17 +175,17 @@ def check_plausibility(cam_pos_enu_m: np.ndarray, R_world_body: np.ndarray, grou
     return None
 
 
-def _solve_and_reselect(K: np.ndarray, px: np.ndarray, en: np.ndarray, inl: np.ndarray, ground_up_m: float,
+def _solve_and_reselect(K: np.ndarray, px: np.ndarray, en: np.ndarray, up: np.ndarray, inl: np.ndarray,
                         config: MatchingConfig, R_body_cam: np.ndarray) -> tuple[PlanarPose | None, np.ndarray]:
     """PnP on the homography inliers, then once more on the matches the pose itself explains.
 
-    The pose has 6 DoF against the homography's 8, so its own inlier set is the one its residuals and
-    covariance must describe.
+    en [K,2] and up [K] are the matched map points' east/north and ground heights (m). The pose has 6 DoF
+    against the homography's 8, so its own inlier set is the one its residuals and covariance must describe.
     """
-    ground = np.column_stack([en, np.full(len(en), ground_up_m)])
+    ground = np.column_stack([en, up])
 
     def solve(mask: np.ndarray) -> PlanarPose | None:
-        return solve_planar_pose(K, px[mask], en[mask], ground_up_m, config.sigma_floor_px,
+        return solve_planar_pose(K, px[mask], en[mask], up[mask], config.sigma_floor_px,
                                  config.covariance_inflation, R_body_cam)
 
     pose = solve(inl)
@@ -222,12 +227,15 @@ def describe_query(query_image: np.ndarray, K: np.ndarray, config: MatchingConfi
 def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: list[TileFeatures],
                 config: MatchingConfig = MatchingConfig(), ground_up_m: float = 0.0,
                 prior: PosePrior | None = None, R_body_cam: np.ndarray = R_BODY_CAM_NADIR,
-                distortion: tuple[float, ...] = ()) -> MatchResult:
+                distortion: tuple[float, ...] = (),
+                terrain_up_m: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> MatchResult:
     """Camera pose and position fix of one query frame against candidate map tiles.
 
     query: [H,W,3] RGB or [H,W] gray uint8, or its ``describe_query`` features. K: [3x3] intrinsics (px);
     distortion in OpenCV order, applied to the keypoints (ignored with features: they are undistorted).
-    candidates: tiles whose kp_enu_m lie in the corpus ENU frame, with the ground plane at ground_up_m (m).
+    candidates: tiles whose kp_enu_m lie in the corpus ENU frame, with the ground plane at ground_up_m (m),
+    or, given terrain_up_m (east [K], north [K] -> ground height [K], m, corpus ENU), each keypoint at the
+    terrain's height under it.
     prior: optional attitude/altitude for the sanity checks.
     R_body_cam: [3x3] camera mount (camera axes in body FLU) for R_world_body and the heading.
     """
@@ -257,7 +265,9 @@ def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: li
 
     t3 = time.perf_counter()
     tile, px, en, inl = max(per_tile, key=lambda item: int(item[3].sum()))
-    pose, inl = _solve_and_reselect(K, px, en, inl, ground_up_m, config, R_body_cam)
+    up = np.full(len(en), float(ground_up_m)) if terrain_up_m is None else \
+        np.asarray(terrain_up_m(en[:, 0], en[:, 1]), dtype=float).reshape(len(en))
+    pose, inl = _solve_and_reselect(K, px, en, up, inl, config, R_body_cam)
     n_inl = int(inl.sum())
     if pose is None:
         return MatchResult(False, "pose failed: degenerate planar PnP", tile_inliers, len(kp), detect_ms,
@@ -269,8 +279,10 @@ def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: li
     elif spread < config.min_inlier_spread:
         reason = f"inliers clustered: hull {spread:.0%} of the image"
     else:
-        reason = check_plausibility(pose.cam_pos_enu_m, R_world_body, ground_up_m, config, prior)
-    cov_map = np.diag([1.0, 1.0, 0.0]) * config.map_registration_sigma_m**2
+        ground_below_m = ground_up_m if terrain_up_m is None else \
+            float(np.asarray(terrain_up_m(pose.cam_pos_enu_m[:1], pose.cam_pos_enu_m[1:2])).ravel()[0])
+        reason = check_plausibility(pose.cam_pos_enu_m, R_world_body, ground_below_m, config, prior)
+    cov_map = np.diag([config.map_registration_sigma_m**2] * 2 + [config.terrain_sigma_m**2])
     return MatchResult(
         reason is None, reason or "accepted", tile_inliers, len(kp), detect_ms, match_ms, homography_ms,
         1e3 * (time.perf_counter() - t3), tile_id=tile.tile_id, cam_pos_enu_m=pose.cam_pos_enu_m,

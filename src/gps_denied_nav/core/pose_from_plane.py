@@ -1,8 +1,11 @@
-"""Camera pose, and an honest covariance for it, from pixel <-> ground-plane correspondences.
+"""Camera pose, and an honest covariance for it, from pixel <-> ground-point correspondences.
 
-Matched map points lie on the ground plane ``up = ground_up_m`` of the ENU world, so the camera pose
-follows from planar PnP: IPPE (Collins & Bartoli 2014) gives both closed-form candidates, Levenberg-
-Marquardt refines each, the one with the lower reprojection error wins. The covariance is first order
+Matched map points lie on the ground: one plane ``up = ground_up_m`` of the ENU world, or the terrain,
+each point at its own height. The camera pose follows from PnP: IPPE (Collins & Bartoli 2014) gives both
+closed-form candidates on the plane that fits the points best (exact for a plane, a close start over
+gentle relief), Levenberg-Marquardt refines each against the points' true 3-D positions, and the one with
+the lower reprojection error wins. Solving a sloped footprint on one level plane would tilt the pose
+instead: a 4 % grade at 120 m above ground moves the fix by ~5 m. The covariance is first order
 (Hartley & Zisserman 2004, sec. 5.2.3): ``Sigma_pose = sigma^2 (J^T J)^-1`` with J the Jacobian of the
 stacked reprojections w.r.t. OpenCV's (rvec, tvec) and sigma^2 the inlier residual variance (floored).
 It is propagated through ``C = -R^T t`` (C depends on rotation and translation) to the camera centre, to
@@ -58,26 +61,46 @@ def _pose_outputs(rt: np.ndarray, origin_enu_m: np.ndarray, R_body_cam: np.ndarr
     return np.concatenate([cam_pos, dtheta, [yaw_of(R_world_cam @ R_body_cam.T)]])
 
 
+def _plane_basis(obj: np.ndarray) -> np.ndarray:
+    """[3x3] orthonormal B whose first two columns span the best-fit plane of centred points obj [N,3].
+
+    The third column is the plane normal (up-facing); for level points B is the identity."""
+    if np.ptp(obj[:, 2]) < 1e-3:
+        return np.eye(3)
+    _, _, vt = np.linalg.svd(obj, full_matrices=False)
+    normal = vt[2] if vt[2, 2] > 0 else -vt[2]
+    east_in_plane = np.array([1.0, 0.0, 0.0]) - normal[0] * normal
+    u = east_in_plane / np.linalg.norm(east_in_plane)
+    return np.column_stack([u, np.cross(normal, u), normal])
+
+
 def _refined_candidates(obj: np.ndarray, pixels: np.ndarray, K: np.ndarray):
-    """Both IPPE solutions of the planar PnP problem, each refined by Levenberg-Marquardt."""
+    """Both IPPE solutions on the points' best-fit plane, each refined by Levenberg-Marquardt in 3-D."""
+    B = _plane_basis(obj)
+    in_plane = obj @ B
+    in_plane[:, 2] = 0.0  # IPPE needs z = 0; the relief off the plane is restored by the refinement
     try:
-        n_solutions, rvecs, tvecs, _ = cv2.solvePnPGeneric(obj, pixels, K, None, flags=cv2.SOLVEPNP_IPPE)
+        n_solutions, rvecs, tvecs, _ = cv2.solvePnPGeneric(in_plane, pixels, K, None, flags=cv2.SOLVEPNP_IPPE)
     except cv2.error:  # IPPE raises on degenerate (e.g. collinear) object points
         return
     for i in range(n_solutions):
-        rvec, tvec = cv2.solvePnPRefineLM(obj, pixels, K, None, rvecs[i].copy(), tvecs[i].copy())
+        # x_cam = R_p (B^T X) + t: the plane solution as a pose of the world points
+        R_plane, _ = cv2.Rodrigues(rvecs[i])
+        rvec0, _ = cv2.Rodrigues(R_plane @ B.T)
+        rvec, tvec = cv2.solvePnPRefineLM(obj, pixels, K, None, rvec0, tvecs[i].copy())
         proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
         yield rvec.ravel(), tvec.ravel(), np.linalg.norm(proj.reshape(-1, 2) - pixels, axis=1)
 
 
 def solve_planar_pose(K: np.ndarray, pixels_px: np.ndarray, ground_en_m: np.ndarray,
-                      ground_up_m: float = 0.0, sigma_floor_px: float = 0.5,
+                      ground_up_m: float | np.ndarray = 0.0, sigma_floor_px: float = 0.5,
                       covariance_inflation: float = 1.0,
                       R_body_cam: np.ndarray | None = None) -> PlanarPose | None:
     """Pose of a pinhole camera (undistorted pixels) from N >= 4 pixel <-> ground correspondences.
 
     K: [3x3] intrinsics (px). pixels_px: [N,2] undistorted query pixels. ground_en_m: [N,2] east/north
-    of the same points (m), all at height ground_up_m. R_body_cam: [3x3] camera axes in body FLU, only
+    of the same points (m); ground_up_m: their height (m, ENU up), one for all or [N] (terrain under each
+    point). R_body_cam: [3x3] camera axes in body FLU, only
     used for the heading. sigma_floor_px: lower bound on the per-axis pixel noise (a few perfect matches
     must not claim millimetres). covariance_inflation: factor on every output covariance.
     Returns None when PnP fails or the geometry is degenerate (J^T J singular).
@@ -86,9 +109,10 @@ def solve_planar_pose(K: np.ndarray, pixels_px: np.ndarray, ground_en_m: np.ndar
     ground = np.asarray(ground_en_m, dtype=np.float64).reshape(-1, 2)
     if len(pixels) < 4:
         return None
+    heights = np.broadcast_to(np.asarray(ground_up_m, dtype=np.float64), (len(ground),))
     # Centre the object points: PnP and the Jacobian stay well conditioned far from the ENU origin.
-    origin = np.array([*ground.mean(axis=0), ground_up_m])
-    obj = np.column_stack([ground - origin[:2], np.zeros(len(ground))])
+    origin = np.array([*ground.mean(axis=0), heights.mean()])
+    obj = np.column_stack([ground - origin[:2], heights - origin[2]])
     candidates = list(_refined_candidates(obj, pixels, K))
     if not candidates:
         return None

@@ -32,6 +32,17 @@ def north_up_grid_to_ground(centre_enu_m: np.ndarray, out_gsd_m: float, out_size
                      [0.0, 0.0, 1.0]])
 
 
+def query_footprint_m(K: np.ndarray, width_px: int, height_px: int, altitude_agl_m: float, scale: float = 1.0,
+                      max_m: float = float("inf")) -> float:
+    """Side (m) of the square north-up query: ``scale`` x the short side of a nadir frame's ground footprint
+    at ``altitude_agl_m`` above ground (pinhole K [3x3]), at most ``max_m`` (a corpus tile's side).
+
+    From the lens and the height, not a fixed size: the 105 m that suits 120 m above ground with a 60 deg
+    lens would describe mostly fill at the 40 m of a survey drone (its frame covers ~38 x 69 m)."""
+    short_m = altitude_agl_m * min(width_px / float(K[0, 0]), height_px / float(K[1, 1]))
+    return float(min(scale * short_m, max_m))
+
+
 def optical_axis_ground_offset(K: np.ndarray, R_world_cam: np.ndarray, altitude_agl_m: float) -> np.ndarray:
     """[2] east/north metres from the point under the camera to where the optical axis meets the ground.
 

@@ -11,13 +11,13 @@ import array
 from dataclasses import dataclass
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, NavSatFix
+from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus
 
 from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.input_checks import geodetic_problem
 from gps_denied_nav.core.descriptor import DescriptorExtractor
-from gps_denied_nav.core.rectify import rectify_to_north_up
+from gps_denied_nav.core.rectify import query_footprint_m, rectify_to_north_up
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
@@ -34,9 +34,10 @@ class InferenceParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus; its model.pt is the model used here
     device: str = "auto"  # auto | cpu | cuda | tensorrt (tensorrt is detected, engines are built on the Jetson)
     rectify: bool = True  # warp frames north-up/nadir with the filter attitude before describing them
-    query_footprint_m: float = 105.0  # ground side length of the rectified query (tiles are larger)
+    query_footprint_scale: float = 1.0  # rectified query side / the frame's short ground side (at most a tile)
     frame_stride: int = 1  # describe every n-th frame
     max_attitude_age_s: float = 0.5  # newest filter attitude must be this close to the exposure stamp
+    max_altitude_agl_m: float = 1500.0  # a fused height further above the corpus ground contradicts its terrain
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
     torch_threads: int = 1  # intra-op threads of the forward pass (process-wide; more than the free cores spins)
     torch_interop_threads: int = 1  # torch's inter-op pool (one model, batch 1: nothing to run beside it)
@@ -52,7 +53,7 @@ class InferenceNode(StageNode):
     def configure_stage(self) -> None:
         corpus = Corpus.load(require_corpus_dir(self.params.corpus_dir))
         self.extractor = DescriptorExtractor(corpus.load_model(), device=self.params.device, input_px=corpus.tile_px)
-        self.query_gsd_m = corpus.tile_size_m / corpus.tile_px
+        self.query_gsd_m, self.tile_size_m = corpus.tile_size_m / corpus.tile_px, corpus.tile_size_m
         # The ground under the latest fused position (the corpus mean until there is one): rectification
         # and the query's ground resolution need the height above *this* ground, not above the ellipsoid.
         self.terrain, self.corpus_frame, self.ground_alt_m = corpus.terrain, corpus.frame, corpus.ground_alt_m
@@ -87,6 +88,12 @@ class InferenceNode(StageNode):
         self.poses.altitude_m = msg.altitude
         east, north, _ = self.corpus_frame.to_enu(msg.latitude, msg.longitude, 0.0)
         self.ground_alt_m = float(self.terrain.height_at(east, north))
+        agl_m = msg.altitude - self.ground_alt_m
+        if msg.status.status != NavSatStatus.STATUS_NO_FIX and not 1.0 < agl_m < self.params.max_altitude_agl_m:
+            # GNSS (or the filter) and the corpus' terrain disagree by more than any flight height: one is wrong.
+            self.status.drop("altitude_contradicts_terrain", f"fused altitude {msg.altitude:.1f} m is {agl_m:+.1f} m "
+                             f"above the corpus ground {self.ground_alt_m:.1f} m (terrain: {self.terrain.source}); "
+                             "wrong --ground-alt-m, --dem or --geoid-offset-m?")
 
     def _on_image(self, msg: Image) -> None:
         if not self.active:
@@ -118,7 +125,7 @@ class InferenceNode(StageNode):
         header, rgb, timer = item
         timer.mark("queue_wait")
         stamp_s = stamp_to_s(header.stamp)
-        query, rectified = rgb, False
+        query, rectified, footprint_m = rgb, False, 0.0  # 0: not rectified, the frame as it is
         if self.params.rectify and self.poses.empty:
             # Cold start without GNSS: no attitude yet, so describe the frame as it is; retrieval searches
             # globally and the first visual fix initialises the filter.
@@ -139,7 +146,9 @@ class InferenceNode(StageNode):
                                  f"{self.intrinsics.width_px}x{self.intrinsics.height_px}")
                 self.finish_frame(header, timer, "camera_info_mismatch", forwarded=False)
                 return
-            size_px = int(round(self.params.query_footprint_m / self.query_gsd_m))
+            footprint_m = query_footprint_m(self.intrinsics.K, rgb.shape[1], rgb.shape[0], altitude_agl_m,
+                                            self.params.query_footprint_scale, self.tile_size_m)
+            size_px = max(32, int(round(footprint_m / self.query_gsd_m)))
             query, _valid, _offset = rectify_to_north_up(rgb, self.intrinsics.K, quat_to_rotmat(q) @ self.R_body_cam,
                                                          altitude_agl_m, self.query_gsd_m, size_px)
             rectified = True
@@ -147,7 +156,7 @@ class InferenceNode(StageNode):
         descriptor = self.extractor.describe(query[None])[0]
         inference_ms = timer.mark("forward")
         out = GlobalDescriptor(header=header, model_id=self.extractor.model_id, rectified=rectified,
-                               footprint_m=float(self.params.query_footprint_m), inference_ms=inference_ms)
+                               footprint_m=footprint_m, inference_ms=inference_ms)
         out.descriptor = array.array("f", descriptor.astype(np.float32).tobytes())
         self.pub.publish(out)
         timer.mark("publish")

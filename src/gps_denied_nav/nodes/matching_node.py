@@ -9,6 +9,7 @@ candidates' stamp in a short cache, so retrieval and matching need no message sy
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -45,7 +46,7 @@ class MatchingParams(StageParams):
     min_inliers: int = _MATCH.min_inliers  # fewer inliers: no fix
     min_inlier_spread: float = _MATCH.min_inlier_spread  # inlier hull / image area; below: clustered
     covariance_inflation: float = _MATCH.covariance_inflation  # variance factor for unmodelled error
-    map_registration_sigma_m: float = _MATCH.map_registration_sigma_m  # the orthophoto's absolute accuracy
+    map_registration_sigma_m: float = float("nan")  # the orthophoto's absolute accuracy; NaN: the corpus's
     max_tilt_deg: float = _MATCH.max_tilt_deg  # implausible attitude beyond this
     image_cache_size: int = 20  # frames kept while their candidates are on the way
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
@@ -61,11 +62,14 @@ class MatchingNode(StageNode):
     def configure_stage(self) -> None:
         p = self.params
         self.corpus = Corpus.load(require_corpus_dir(p.corpus_dir))
+        registration_sigma_m = p.map_registration_sigma_m if math.isfinite(p.map_registration_sigma_m) \
+            else self.corpus.manifest.map_registration_sigma_m
         self.config = MatchingConfig(max_features=p.max_features, ratio=p.ratio_test,
                                      ransac_threshold_px=p.ransac_threshold_px, min_inliers=p.min_inliers,
                                      min_inlier_spread=p.min_inlier_spread,
                                      covariance_inflation=p.covariance_inflation,
-                                     map_registration_sigma_m=p.map_registration_sigma_m, max_tilt_deg=p.max_tilt_deg)
+                                     map_registration_sigma_m=registration_sigma_m,
+                                     terrain_sigma_m=self.corpus.manifest.terrain_sigma_m, max_tilt_deg=p.max_tilt_deg)
         self.R_body_cam = camera_mount_rotation(tuple(p.camera_mount_rpy_deg))
         self.images: OrderedDict[float, np.ndarray] = OrderedDict()
         self.query_features: OrderedDict[float, Future] = OrderedDict()  # SIFT of cached frames, when done
@@ -163,12 +167,10 @@ class MatchingNode(StageNode):
         timer.mark("tile_features")
         features = self._features_of(stamp_s)
         timer.mark("sift_wait")
-        # One ground plane per frame, at the terrain height under the best candidate tile's centre.
-        ground_up_m = self.corpus.ground_up_at(*self.corpus.tile_centres_enu_m[msg.candidates[0].index]) \
-            if candidates else self.corpus.ground_up_m
+        # Every matched map keypoint stands on the terrain under it (terrain.npz of the corpus).
         result = match_frame(rgb if features is None else features, intrinsics.K, candidates, self.config,
-                             ground_up_m=ground_up_m, prior=prior, R_body_cam=self.R_body_cam,
-                             distortion=intrinsics.distortion)
+                             prior=prior, R_body_cam=self.R_body_cam, distortion=intrinsics.distortion,
+                             terrain_up_m=self.corpus.terrain_up_m)
         parts = {"descriptor_match": result.match_ms, "homography": result.homography_ms, "pose": result.pose_ms}
         matching_ms = timer.mark_parts(parts if features is not None else {"sift": result.detect_ms, **parts},
                                        "match_other")

@@ -35,8 +35,9 @@ from gps_denied_nav_interfaces.msg import GlobalDescriptor, RetrievalCandidates,
 class RetrievalParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus (index.faiss, tiles.json, manifest.json)
     top_k: int = 5  # candidates handed to matching
-    prior_sigma_scale: float = 3.0  # search radius = scale * horizontal sigma + half a tile
-    min_prior_radius_m: float = 150.0  # never narrower than this
+    # Search radius = scale * the fused horizontal sigma + half a tile + half the query's footprint: every tile
+    # that can overlap what the camera sees, and nothing more (no fixed floor: the filter's covariance decides).
+    prior_sigma_scale: float = 3.0
     max_prior_radius_m: float = 1500.0  # a prior wider than this is no prior: search globally
     max_prior_age_s: float = 5.0  # an older fused fix is no prior
     publish_debug_image: bool = True  # query beside its top-K tiles, for rviz
@@ -112,13 +113,12 @@ class RetrievalNode(StageNode):
         while len(self.images) > 10:
             self.images.pop(next(iter(self.images)))
 
-    def _prior_radius(self, stamp_s: float) -> float | None:
+    def _prior_radius(self, stamp_s: float, footprint_m: float) -> float | None:
         """Search radius in metres around the prior, or None for a global search."""
         if self.forced_global or self.prior is None:
             return None
         t_s, _e, _n, sigma_m, has_fix = self.prior
-        radius = max(self.params.prior_sigma_scale * sigma_m + 0.5 * self.corpus.tile_size_m,
-                     self.params.min_prior_radius_m)
+        radius = self.params.prior_sigma_scale * sigma_m + 0.5 * (self.corpus.tile_size_m + footprint_m)
         if not has_fix or abs(stamp_s - t_s) > self.params.max_prior_age_s or radius > self.params.max_prior_radius_m:
             return None
         return radius
@@ -139,7 +139,9 @@ class RetrievalNode(StageNode):
             self.finish_frame(msg.header, timer, "bad_descriptor", forwarded=False)
             return
         stamp_s = stamp_to_s(msg.header.stamp)
-        radius = self._prior_radius(stamp_s)
+        footprint_m = msg.footprint_m if math.isfinite(msg.footprint_m) and msg.footprint_m > 0.0 \
+            else self.corpus.tile_size_m  # an unrectified frame: its footprint is unknown, assume a tile's
+        radius = self._prior_radius(stamp_s, footprint_m)
         timer.mark("decode")
         if radius is None:
             result = search(self.corpus.index, query, self.params.top_k)

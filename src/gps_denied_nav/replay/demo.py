@@ -21,7 +21,7 @@ def prepare_demo(out: Path, seed: int = 0, duration_s: float = 90.0, force: bool
     from gps_denied_nav.replay.session import print_progress
     from gps_denied_nav.sim.clip import write_clip
     from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
-    from gps_denied_nav.sim.world import generate_world
+    from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS, generate_world
 
     out.mkdir(parents=True, exist_ok=True)
     stamp_file = out / "inputs.json"
@@ -44,7 +44,7 @@ def prepare_demo(out: Path, seed: int = 0, duration_s: float = 90.0, force: bool
         write_clip(flight, clip, progress=lambda d, t: print_progress("write clip", d, t))
     if fresh or not (corpus / "manifest.json").exists():
         print("[demo] provisioning the tile corpus")
-        provision(world, corpus, ProvisionConfig(ground_alt_m=GROUND_ALT_M),
+        provision(world, corpus, ProvisionConfig(ground_alt_m=GROUND_ALT_M, **SIMULATED_MAP_ERRORS),
                   progress=lambda stage, d, t: print_progress(f"provision: {stage}", d, t))
     stamp_file.write_text(json.dumps(inputs))
     return world, clip, corpus

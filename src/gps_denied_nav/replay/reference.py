@@ -28,8 +28,10 @@ def small_world(path: Path) -> Path:
 
 def small_corpus(world: Path, out: Path) -> Path:
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
+    from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
 
-    provision(world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10, ground_alt_m=GROUND_ALT_M))
+    provision(world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10, ground_alt_m=GROUND_ALT_M,
+                                          **SIMULATED_MAP_ERRORS))
     return out
 
 

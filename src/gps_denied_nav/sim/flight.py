@@ -5,7 +5,9 @@ the map with a margin, nadir frames rendered from the map (``render_frame``) wit
 changes at their exposure stamps, IMU and barometer samples synthesised from the exact kinematics
 (``imu_model``), GNSS only for the first seconds (initialisation, then it is "lost"), and truth at the
 camera and IMU rates. Everything is numpy arrays on one clock (seconds from the start of the flight);
-``clip.write_clip`` turns it into the ROS 2 bag of interfaces.md.
+``clip.write_clip`` turns it into the ROS 2 bag of interfaces.md. Over a terrain height field the
+aircraft still holds its altitude above the reference ground (``ground_up_m``), as a UAV holding baro
+altitude does, so its height above the ground it sees varies with the terrain.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from gps_denied_nav.core.camera import R_BODY_CAM_NADIR, CameraIntrinsics
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.map_raster import MapRaster
 from gps_denied_nav.core.rotations import quat_to_rotmat_batch
+from gps_denied_nav.core.terrain import TerrainGrid
 from gps_denied_nav.sim.imu_model import (BaroNoiseModel, BaroSamples, ImuNoiseModel, ImuSamples, synthesize_baro,
                                           synthesize_imu)
 from gps_denied_nav.sim.render import Photometric, render_frame
@@ -53,7 +56,14 @@ class FlightConfig:
     leg_s: float = 30.0  # survey legs last at most this long, so that even short flights have turns
     max_bank_deg: float = 15.0
     margin_m: float | None = None  # map edge to flight path; None: footprint half-diagonal + bank shift
-    ground_up_m: float = 0.0  # height of the ground plane in the raster's ENU frame
+    ground_up_m: float = 0.0  # height of the ground plane in the raster's ENU frame (the baro reference)
+    terrain: TerrainGrid | None = None  # ellipsoidal heights rendered instead of the plane; None: flat
+
+    @classmethod
+    def over_terrain(cls, terrain: TerrainGrid, frame: LocalTangentPlane, **kwargs) -> FlightConfig:
+        """A flight over ``terrain`` whose reference ground (``ground_up_m``, from which the aircraft holds
+        ``altitude_agl_m`` and the baro measures) is the terrain's mean height in the raster's ``frame``."""
+        return cls(terrain=terrain, ground_up_m=float(np.mean(terrain.heights_m)) - frame.origin_alt_m, **kwargs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,18 +105,21 @@ class FlightData:
         return self.config.duration_s
 
 
-def flight_margin_m(config: FlightConfig) -> float:
+def flight_margin_m(config: FlightConfig, origin_alt_m: float = 0.0) -> float:
     """Distance kept between the flight path and the map edge: the camera footprint's half-diagonal at
-    the flight altitude, plus how far a full bank tilts the view, plus 10 m."""
+    the flight altitude, plus how far a full bank tilts the view, plus 10 m. Over a terrain the altitude
+    is taken above its lowest point (``origin_alt_m``: ellipsoidal height of the raster frame's origin)."""
     cam = CameraIntrinsics.from_hfov(config.camera_width_px, config.camera_height_px, config.camera_hfov_deg)
     half_diag_px = 0.5 * math.hypot(cam.width_px, cam.height_px)
     h = config.altitude_agl_m
+    if config.terrain is not None:
+        h += max(0.0, config.ground_up_m - (config.terrain.range_m[0] - origin_alt_m))
     return h * half_diag_px / cam.fx_px + h * math.tan(math.radians(config.max_bank_deg)) + 10.0
 
 
 def plan_trajectory(raster: MapRaster, config: FlightConfig, rng: np.random.Generator) -> SurveyTrajectory:
     """The survey pattern inside the raster (minus the margin); its place and directions from ``rng``."""
-    m = flight_margin_m(config) if config.margin_m is None else config.margin_m
+    m = flight_margin_m(config, raster.frame.origin_alt_m) if config.margin_m is None else config.margin_m
     return SurveyTrajectory.survey(raster.east_min_m + m, raster.north_min_m + m, raster.east_max_m - m,
                                    raster.north_max_m - m, min_duration_s=config.duration_s + 1.0,
                                    speed_mps=config.speed_mps, max_bank_rad=math.radians(config.max_bank_deg),
@@ -137,7 +150,7 @@ def simulate_flight(raster: MapRaster, config: FlightConfig = FlightConfig(),
     for i in range(len(t_cam)):
         photometric = Photometric.random(rng, config.photometric_strength)
         images[i] = render_frame(raster, cam.K, R_world_cam[i], k_cam.pos_enu_m[i], cam.width_px, cam.height_px,
-                                 config.ground_up_m, photometric, rng)
+                                 config.ground_up_m, photometric, rng, terrain=config.terrain)
         if progress is not None:
             progress(i + 1, len(t_cam))
     k_imu = trajectory.sample(_stamps(config.imu_rate_hz, config.duration_s))

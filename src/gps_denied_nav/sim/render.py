@@ -1,4 +1,4 @@
-"""Render what a pinhole camera sees of a flat map: the simulator's camera, usable with any MapRaster.
+"""Render what a pinhole camera sees of a map: the simulator's camera, usable with any MapRaster.
 
 The ground is the plane ``up = ground_up_m`` in the map's ENU frame, so a frame is one homography of
 the map (``ground_to_image_homography`` composed with the raster's pixel<->ENU affine) and a single
@@ -6,7 +6,7 @@ the map (``ground_to_image_homography`` composed with the raster's pixel<->ENU a
 area-averaged down to the frame's ground resolution (at the image centre): a bilinear warp alone would
 alias the fine texture into shimmer that a real lens and sensor never show. ``Photometric`` then applies
 what makes real frames differ from the orthophoto: exposure, gamma, colour cast, blur, vignetting,
-sensor noise and JPEG.
+sensor noise and JPEG. Given a terrain height field, ``render_terrain`` ray-casts the frame instead.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import numpy as np
 
 from gps_denied_nav.core.camera import ground_to_image_homography, intersect_ground, pixel_rays_world
 from gps_denied_nav.core.map_raster import MapRaster
+from gps_denied_nav.core.terrain import TerrainGrid
+from gps_denied_nav.sim.render_terrain import render_over_terrain
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,27 @@ class Photometric:
 
 def render_frame(raster: MapRaster, K: np.ndarray, R_world_cam: np.ndarray, cam_pos_enu_m: np.ndarray,
                  width_px: int, height_px: int, ground_up_m: float = 0.0,
-                 photometric: Photometric | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Perspective view of the map plane -> uint8 [height_px, width_px, 3] RGB.
+                 photometric: Photometric | None = None, rng: np.random.Generator | None = None,
+                 terrain: TerrainGrid | None = None) -> np.ndarray:
+    """Perspective view of the map -> uint8 [height_px, width_px, 3] RGB.
 
     K: [3x3] pinhole intrinsics (px); R_world_cam: [3x3] camera axes (OpenCV optical) in ENU;
-    cam_pos_enu_m: [3] in the raster's frame. Pixels that see no valid map (outside, nodata, or sky)
-    are black. ``photometric`` (drawing noise from ``rng``) is applied last.
+    cam_pos_enu_m: [3] in the raster's frame. The ground is the plane ``up = ground_up_m`` (m, raster
+    ENU), or, given ``terrain`` (WGS84 ellipsoidal heights on the raster's ENU grid; ``ground_up_m`` is
+    then unused), the height field ray-cast by ``render_terrain``. Pixels that see no valid map (outside,
+    nodata, or sky) are black. ``photometric`` (drawing noise from ``rng``) is applied last.
     """
+    if terrain is None:
+        frame = _render_plane(raster, K, R_world_cam, cam_pos_enu_m, width_px, height_px, ground_up_m)
+    else:
+        frame = render_over_terrain(raster, K, R_world_cam, cam_pos_enu_m, width_px, height_px, terrain)
+    if photometric is not None:
+        frame = photometric.apply(frame, rng)
+    return frame
+
+
+def _render_plane(raster, K, R_world_cam, cam_pos_enu_m, width_px, height_px, ground_up_m) -> np.ndarray:
+    """The view of the plane ``up = ground_up_m``: one homography and warpPerspective (no photometric)."""
     K = np.asarray(K, float)
     cam_pos_enu_m = np.asarray(cam_pos_enu_m, float)
     H_img_enu = ground_to_image_homography(K, R_world_cam, cam_pos_enu_m, ground_up_m)
@@ -121,8 +137,6 @@ def render_frame(raster: MapRaster, K: np.ndarray, R_world_cam: np.ndarray, cam_
         if sees is not True:
             seen &= sees
         frame[~seen] = 0
-    if photometric is not None:
-        frame = photometric.apply(frame, rng)
     return frame
 
 

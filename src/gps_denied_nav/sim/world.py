@@ -20,6 +20,9 @@ from rasterio.transform import Affine
 
 from gps_denied_nav.sim.import_tiles import write_geotiff  # noqa: F401  (public here too: world.write_geotiff)
 
+# Provisioning options for maps the simulator renders its frames from: the map and the terrain are then the
+# truth, with no registration or height error of their own (a real map's are set at provisioning).
+SIMULATED_MAP_ERRORS = {"terrain_sigma_m": 0.0, "map_registration_sigma_m": 0.0}
 SUN_AZIMUTH_DEG = 215.0  # clockwise from north: mid-afternoon sun in the south-west
 SUN_ELEVATION_DEG = 40.0
 _AZ, _EL = math.radians(SUN_AZIMUTH_DEG), math.radians(SUN_ELEVATION_DEG)
