@@ -2,7 +2,9 @@
 
 CI replays it in lockstep (tests/e2e) and ``benchmarks/reproduce_figures.py`` records what it scores in
 ``docs/figures.json``; the test fails when a change makes it worse than those figures by more than the
-stated tolerances. Small enough to provision in seconds: a 700 m square at 0.5 m/px.
+stated tolerances. Small enough to provision in seconds: a 700 m square at 0.5 m/px. Its ground is not
+flat: a 4 % grade and a hill around a mean 35 m above the ellipsoid, written beside the world as a DEM
+GeoTIFF (EPSG:4326) that provisioning reads with ``--dem``, and rendered into the clip by ray casting.
 """
 from __future__ import annotations
 
@@ -14,24 +16,44 @@ WORLD_GSD_M = 0.5
 CLIP_SEED = 3
 CLIP_DURATION_S = 40.0
 CLIP_GNSS_S = 10.0
-GROUND_ALT_M = 35.0  # the world's ground, WGS84 ellipsoidal (its frame's origin is on the ellipsoid)
+GROUND_ALT_M = 35.0  # mean height of the world's ground, WGS84 ellipsoidal (its frame's origin is on the ellipsoid)
+TERRAIN_GRADE = 0.04  # rising towards the north-east, plus a hill of TERRAIN_HILL_M: 43 m of relief in all
+TERRAIN_HILL_M = 6.0
+TERRAIN_SEED = 2
 # How much worse than the recorded figures CI tolerates (replays on DDS are not bit-exact).
 FIX_RATE_TOLERANCE = 0.05  # absolute
 RMSE_TOLERANCE = (1.5, 0.05)  # rmse_m <= 1.5 x recorded + 0.05 m
 
 
 def small_world(path: Path) -> Path:
+    """The world GeoTIFF at ``path`` and its DEM beside it (``dem_path(path)``)."""
+    from gps_denied_nav.core.map_raster import load_geotiff
+    from gps_denied_nav.sim.terrain_world import write_dem_geotiff
     from gps_denied_nav.sim.world import generate_world
 
-    return generate_world(path, seed=WORLD_SEED, size_m=WORLD_SIZE_M, gsd_m=WORLD_GSD_M)
+    generate_world(path, seed=WORLD_SEED, size_m=WORLD_SIZE_M, gsd_m=WORLD_GSD_M)
+    raster = load_geotiff(path)
+    write_dem_geotiff(terrain(raster), raster.frame, dem_path(path))
+    return path
+
+
+def dem_path(world: Path) -> Path:
+    return world.with_name(world.stem + "_dem.tif")
+
+
+def terrain(raster):
+    """The reference world's ground (a TerrainGrid of ellipsoidal heights on the raster's ENU grid)."""
+    from gps_denied_nav.sim.terrain_world import sloped_terrain
+
+    return sloped_terrain(raster, GROUND_ALT_M, grade=TERRAIN_GRADE, hill_m=TERRAIN_HILL_M, seed=TERRAIN_SEED)
 
 
 def small_corpus(world: Path, out: Path) -> Path:
     from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
     from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
 
-    provision(world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10, ground_alt_m=GROUND_ALT_M,
-                                          **SIMULATED_MAP_ERRORS))
+    provision(world, out, ProvisionConfig(init_sample_size=20000, kmeans_iterations=10,
+                                          dem_path=str(dem_path(world)), **SIMULATED_MAP_ERRORS))
     return out
 
 
@@ -41,8 +63,9 @@ def short_clip(world: Path, path: Path, seed: int = CLIP_SEED, gnss_s: float = C
     from gps_denied_nav.sim.clip import write_clip
     from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
 
-    flight = simulate_flight(load_geotiff(world), FlightConfig(seed=seed, duration_s=duration_s, gnss_s=gnss_s,
-                                                               ground_up_m=GROUND_ALT_M))
+    raster = load_geotiff(world)
+    flight = simulate_flight(raster, FlightConfig.over_terrain(terrain(raster), raster.frame, seed=seed,
+                                                               duration_s=duration_s, gnss_s=gnss_s))
     return write_clip(flight, path)
 
 
