@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+import rendered_fixes
 from eskf_scenarios import MODES, Fix, RunData, Scenario, Truth, draw_outlier, fly, verdict
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m
@@ -33,55 +34,20 @@ from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
 from gps_denied_nav.sim.world import SIMULATED_MAP_ERRORS
 from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.map_raster import load_geotiff
-from gps_denied_nav.core.matching import MatchingConfig, PosePrior, TileFeatures, match_frame
-from gps_denied_nav.core.rectify import query_footprint_m, rectify_to_north_up
-from gps_denied_nav.core.retrieval import search
-from gps_denied_nav.core.rotations import quat_from_rotvec, quat_multiply, quat_to_rotmat
 from gps_denied_nav.replay.session import print_progress
 from gps_denied_nav.sim.flight import FlightConfig, FlightData, simulate_flight
 from gps_denied_nav.sim.imu_model import eskf_process_noise
 from gps_denied_nav.sim.world import generate_world
 
 LATENCY_S = 1.0
-PRIOR_POS_SIGMA_M, PRIOR_ATT_SIGMA_RAD = 2.0, np.radians(0.5)   # the filter's typical errors in flight
-RADIUS_M, TOP_K, CANDIDATES = 150.0, 10, 3                      # the retrieval and matching nodes' defaults
 
 
-def frame_fixes(flight: FlightData, corpus: Corpus, extractor: DescriptorExtractor | None, rng: np.random.Generator,
-                config: MatchingConfig = MatchingConfig()) -> tuple[np.ndarray, int]:
-    """Run every frame through matching (and, with an extractor, rectify -> describe -> search first).
-
-    Without an extractor the candidates are the provisioned features within RADIUS_M of the prior: the
-    case of a retrieval that found the right area (its recall is bench_retrieval's subject), at a third
-    of the cost. Returns the accepted fixes as rows [stamp, east, north, cov_ee, cov_en, cov_nn, yaw,
-    yaw_var] and the number of frames.
-    """
-    truth, cam = flight.truth_camera, flight.camera
-    query_gsd_m = corpus.tile_size_m / corpus.tile_px
-    rows = []
-    for i, stamp in enumerate(flight.image_stamps_s):
-        q_prior = quat_multiply(truth.q_world_body[i], quat_from_rotvec(rng.normal(size=3) * PRIOR_ATT_SIGMA_RAD))
-        pos_prior = truth.pos_enu_m[i, :2] + rng.normal(size=2) * PRIOR_POS_SIGMA_M
-        R_world_body = quat_to_rotmat(q_prior)
-        if extractor is None:
-            candidates = [TileFeatures("window", *corpus.features_in_window(pos_prior, RADIUS_M), 1.0)]
-        else:
-            agl_m = truth.pos_enu_m[i, 2] - corpus.ground_up_at(*pos_prior)
-            side_m = query_footprint_m(cam.K, cam.width_px, cam.height_px, agl_m, 1.0, corpus.tile_size_m)
-            size_px = max(32, int(round(side_m / query_gsd_m)))
-            query, _valid, _offset = rectify_to_north_up(flight.images_rgb[i], cam.K, R_world_body @ flight.R_body_cam,
-                                                         agl_m, query_gsd_m, size_px)
-            found = search(corpus.index, extractor.describe(query[None])[0], TOP_K, corpus.tile_centres_enu_m,
-                           pos_prior, RADIUS_M)
-            candidates = [TileFeatures(corpus.tiles[j].tile_id, *corpus.tile_features(int(j)), float(s))
-                          for j, s in zip(found.indices[:CANDIDATES], found.scores[:CANDIDATES])]
-        result = match_frame(flight.images_rgb[i], cam.K, candidates, config, terrain_up_m=corpus.terrain_up_m,
-                             prior=PosePrior(R_world_body=R_world_body), R_body_cam=flight.R_body_cam)
-        if result.accepted:
-            c = result.cov_pos_enu_m2
-            rows.append([stamp, *result.cam_pos_enu_m[:2], c[0, 0], c[0, 1], c[1, 1], result.heading_rad,
-                         result.heading_var_rad2])
-    return np.array(rows).reshape(-1, 8), len(flight.image_stamps_s)
+def frame_fixes(flight: FlightData, corpus: Corpus, extractor: DescriptorExtractor | None,
+                rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """rendered_fixes.frame_fixes as rows [stamp, east, north, cov_ee, cov_en, cov_nn, yaw, yaw_var]: this
+    evaluation fuses the horizontal fix (the terrain one, eval_terrain.py, the 3-D one)."""
+    fixes, frames = rendered_fixes.frame_fixes(flight, corpus, extractor, rng)
+    return fixes[:, [0, 1, 2, 4, 5, 8, 13, 14]], frames
 
 
 def make_run(flight: FlightData, fixes: np.ndarray, rng: np.random.Generator, sc: Scenario) -> RunData:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from readme_blocks import sync_readme
+
 from gps_denied_nav.core.stage_timing import timing_table
 from gps_denied_nav.replay import reference
 from gps_denied_nav.replay.demo import prepare_demo
@@ -122,18 +124,6 @@ def markdown(figures: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sync_readme() -> None:
-    """Copy docs/FIGURES.md and docs/TIMING.md into the README's marked blocks (tests/test_readme.py checks)."""
-    readme = (ROOT / "README.md").read_text()
-    for name, doc in (("figures", "FIGURES.md"), ("timing", "TIMING.md")):
-        path = ROOT / "docs" / doc
-        if path.exists():
-            begin, end = f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
-            head, rest = readme.split(begin, 1)
-            readme = head + begin + path.read_text() + end + rest.split(end, 1)[1]
-    (ROOT / "README.md").write_text(readme)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "figures")
@@ -187,7 +177,7 @@ def main() -> int:
     if args.only is None:
         timing = json.loads((args.out / "demo_realtime_one_process_0" / "report.json").read_text())["timing"]
         (ROOT / "docs" / "TIMING.md").write_text(f"```\n{timing_table(timing)}\n```\n")
-    sync_readme()
+    sync_readme(("figures", "timing"))
     print(f"wrote {figures_path}")
     return 0
 

@@ -19,7 +19,7 @@ def _gdn(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     out = _gdn("--help")
     assert out.returncode == 0
-    for command in ("provision", "simulate", "run", "replay", "demo", "diagnostics"):
+    for command in ("provision", "simulate", "run", "replay", "demo", "diagnostics", "ortho", "locate"):
         assert command in out.stdout
 
 
@@ -55,3 +55,34 @@ def test_provision_needs_to_be_told_the_terrain(small_world, tmp_path):
     for flag in ("--dem", "--ground-alt-m", "--assume-sea-level"):
         assert flag in out.stderr, out.stderr
     assert not (tmp_path / "corpus" / "manifest.json").exists()
+
+
+def test_locate_gives_every_photo_a_reason_and_fails_only_when_none_is_usable(small_corpus, tmp_path):
+    """A file that is no photo and a JPEG without EXIF each get their reason; the command still reports."""
+    import json
+
+    from PIL import Image
+
+    not_a_photo, bare = tmp_path / "notes.jpg", tmp_path / "bare.jpg"
+    not_a_photo.write_text("not an image")
+    Image.fromarray(np.full((240, 320, 3), 90, np.uint8)).save(bare)
+    out = _gdn("locate", str(not_a_photo), str(bare), "--corpus", str(small_corpus), "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    records = {Path(r["photo"]).name: r for r in json.loads((tmp_path / "out" / "locate.json").read_text())["photos"]}
+    assert records["notes.jpg"]["reason"].startswith("unreadable photo") and str(not_a_photo) in records["notes.jpg"]["reason"]
+    assert records["bare.jpg"]["reason"].startswith("metadata missing: focal length")
+    assert "no GPS position" in records["bare.jpg"]["metadata_problems"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["photos"], report["fixes_accepted"], report["fix_rate"]) == (2, 0, 0.0)
+    assert json.loads((tmp_path / "out" / "fixes.geojson").read_text())["features"] == []
+    none = _gdn("locate", str(not_a_photo), "--corpus", str(small_corpus), "--out", str(tmp_path / "none"))
+    assert none.returncode == 2 and "none of the 1 photos is readable" in none.stderr and str(not_a_photo) in none.stderr
+
+
+def test_ortho_names_a_photo_it_cannot_place(tmp_path):
+    from PIL import Image
+
+    bare = tmp_path / "bare.jpg"
+    Image.fromarray(np.full((240, 320, 3), 90, np.uint8)).save(bare)
+    out = _gdn("ortho", str(bare), "--out", str(tmp_path / "map.tif"))
+    assert out.returncode == 2 and str(bare) in out.stderr and "no GPS position" in out.stderr, out.stderr

@@ -1,4 +1,4 @@
-"""The README quotes the recorded figures verbatim (benchmarks/reproduce_figures.py writes both)."""
+"""The README quotes the recorded figures verbatim (the benchmarks write both: benchmarks/readme_blocks.py)."""
 from pathlib import Path
 
 import pytest
@@ -6,7 +6,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name, doc", [("figures", "FIGURES.md"), ("timing", "TIMING.md")])
+@pytest.mark.parametrize("name, doc", [("figures", "FIGURES.md"), ("timing", "TIMING.md"),
+                                       ("brighton", "BRIGHTON.md")])
 def test_readme_block_equals_the_recorded_document(name, doc):
     readme = (ROOT / "README.md").read_text()
     block = readme.split(f"<!-- {name}:begin -->\n", 1)[1].split(f"<!-- {name}:end -->", 1)[0]

@@ -90,11 +90,79 @@ def cmd_demo(args) -> int:
     return 0 if report["pass"] else 1
 
 
+def _photo_metadata(args, unreadable: dict | None = None) -> list:
+    """The photos' metadata, telemetry applied. A photo that cannot be read at all ends the command, unless
+    ``unreadable`` collects it (path -> reason, with an empty PhotoMetadata in the list); none readable: error."""
+    from gps_denied_nav.core.photo_metadata import (PhotoMetadata, PhotoMetadataError, apply_telemetry,
+                                                    read_photo_metadata, read_telemetry_csv)
+
+    telemetry = read_telemetry_csv(args.telemetry) if args.telemetry else {}
+    metas = []
+    for photo in args.photos:
+        try:
+            meta = read_photo_metadata(photo, sensor_width_mm=args.sensor_width_mm)
+        except PhotoMetadataError as exc:
+            if unreadable is None:
+                raise
+            unreadable[str(photo)] = f"unreadable photo: {exc}"
+            metas.append(PhotoMetadata(path=Path(photo), width_px=0, height_px=0))
+            continue
+        row = telemetry.get(Path(photo).name)
+        metas.append(apply_telemetry(meta, row) if row else meta)
+    if unreadable is not None and len(unreadable) == len(metas):
+        raise ValueError(f"none of the {len(metas)} photos is readable, e.g. {next(iter(unreadable.values()))}")
+    return metas
+
+
+def cmd_ortho(args) -> int:
+    from gps_denied_nav.core.photo_ortho import OrthoConfig, build_orthophoto
+
+    result = build_orthophoto(_photo_metadata(args), args.out, OrthoConfig(gsd_m=args.gsd_m))
+    sidecar = {"ground_alt_m": result.ground_alt_m, "yaw_used_deg": result.yaw_used_deg, "yaw_note": result.yaw_note,
+               "photos": [str(p) for p in args.photos], "size_px": list(result.size_px)}
+    Path(str(args.out) + ".json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    print(f"orthophoto {args.out}: {result.size_px[0]} x {result.size_px[1]} px at {args.gsd_m} m; yaw: {result.yaw_note}")
+    print(f"take-off ground {result.ground_alt_m:.2f} m (ellipsoidal); its registration is the photos' GPS: "
+          f"gdn provision --ortho {args.out} --ground-alt-m {result.ground_alt_m:.2f} --map-sigma-m 3 ...")
+    return 0
+
+
+def cmd_locate(args) -> int:
+    from gps_denied_nav.core.corpus import Corpus
+    from gps_denied_nav.core.descriptor import DescriptorExtractor
+    from gps_denied_nav.core.locate import locate_photo
+    from gps_denied_nav.core.locate_report import score_fixes, write_locate_outputs
+
+    from gps_denied_nav.core.locate import PhotoFix
+
+    unreadable: dict = {}
+    metas = _photo_metadata(args, unreadable)
+    corpus = Corpus.load(Path(args.corpus))
+    extractor = DescriptorExtractor(corpus.load_model(), device="cpu", input_px=corpus.tile_px)
+    fixes = []
+    for k, meta in enumerate(metas):
+        reason = unreadable.get(str(meta.path))
+        fixes.append(PhotoFix(str(meta.path), False, reason) if reason else locate_photo(meta, corpus, extractor))
+        _progress("locate")(k + 1, len(metas))
+        print(f"  {Path(meta.path).name}: {fixes[-1].reason}", file=sys.stderr)
+    report, per_photo = score_fixes(fixes, metas, args.reference_sigma_m)
+    path = write_locate_outputs(args.out, fixes, metas, report, per_photo)
+    print(json.dumps(report, indent=2))
+    print(f"report: {path}")
+    return 0
+
+
 MODE_HELP = ("lockstep (default, for scoring): each frame waits until the graph is done with the previous one, so "
              "figures do not depend on the machine's speed or load; realtime: the clip's own pace, to measure "
              "latency and drops")
 DOMAIN_HELP = ("DDS domain of the replayed graph (default: a private random one, so a replay never mixes with a "
                "live graph; set it to watch the replay in rviz with the same ROS_DOMAIN_ID)")
+
+
+def _photo_arguments(p) -> None:
+    p.add_argument("--telemetry", help="CSV supplying or overriding metadata per file name (columns: filename, lat, "
+                   "lon, abs_alt_m, rel_alt_m, gimbal_roll/pitch/yaw, flight_roll/pitch/yaw, focal_mm, datetime_original)")
+    p.add_argument("--sensor-width-mm", type=float, help="sensor width when the camera model is not in the table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="horizontal 1-sigma of the map's georegistration, added to every fix (default: max(1 m, "
                         "4 source pixels); give the orthophoto's stated absolute accuracy)")
     p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("ortho", help="an orthophoto GeoTIFF from overlapping nadir photos (EXIF/XMP or telemetry)")
+    p.add_argument("photos", nargs="+", help="JPEG photos of one flight, in flight order")
+    p.add_argument("--out", required=True, help="GeoTIFF to write (OUT.json beside it: take-off ground, yaw check)")
+    p.add_argument("--gsd-m", type=float, default=0.05, help="output pixel size, m")
+    _photo_arguments(p)
+    p.set_defaults(func=cmd_ortho)
+
+    p = sub.add_parser("locate", help="geolocate photos one by one against a corpus (no IMU)")
+    p.add_argument("photos", nargs="+", help="JPEG photos (EXIF/XMP: focal length, DJI relative altitude, attitude)")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True, help="directory for locate.json, fixes.geojson, report.json, errors.png")
+    p.add_argument("--reference-sigma-m", type=float, default=3.0,
+                   help="1-sigma of the photos' own GPS, per axis, when scoring against it (consumer GPS: ~3 m)")
+    _photo_arguments(p)
+    p.set_defaults(func=cmd_locate)
 
     p = sub.add_parser("simulate", help="render a flight clip bag over any GeoTIFF")
     p.add_argument("--ortho", required=True)

@@ -64,7 +64,7 @@ def banked_circle(t_s, center_enu_m, radius_m: float, speed_mps: float) -> Truth
     rate = speed_mps / radius_m
     ang = rate * t
     c, s = np.cos(ang), np.sin(ang)
-    n, z = len(t), np.zeros(len(t))
+    z = np.zeros(len(t))
     pos = np.column_stack([radius_m * c, radius_m * s, z]) + center_enu_m
     vel = speed_mps * np.column_stack([-s, c, z])
     acc = -speed_mps * rate * np.column_stack([c, s, z])

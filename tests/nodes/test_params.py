@@ -46,3 +46,16 @@ def test_orin_thread_overlay_sets_only_thread_parameters_the_nodes_declare():
         keys = set(block["ros__parameters"])
         assert keys <= declared and all(k.endswith("_threads") for k in keys), (node_name, keys - declared)
         assert all(isinstance(v, int) and v >= 1 for v in block["ros__parameters"].values())
+
+
+def test_imu_overlay_sets_imu_parameters_the_filter_declares_and_matches_its_sensor_class():
+    from gps_denied_nav.sim.imu_model import ImuNoiseModel
+
+    block = yaml.safe_load((PARAMS_FILE.parent / "imu_consumer_mems.yaml").read_text())["eskf_node"]["ros__parameters"]
+    declared = {f.name for f in dataclasses.fields(EskfParams)}
+    assert set(block) <= declared and all(k.startswith(("accel_", "gyro_")) for k in block)
+    imu = ImuNoiseModel.consumer_mems()
+    assert block["gyro_noise_density_radps_rthz"] == pytest.approx(imu.gyro_noise_density_radps_rthz, rel=0.01)
+    assert block["accel_noise_density_mps2_rthz"] == pytest.approx(imu.accel_noise_density_mps2_rthz, rel=0.01)
+    assert block["accel_bias_init_sigma_mps2"] >= imu.accel_bias_init_sigma_mps2
+    assert block["gyro_bias_init_sigma_radps"] >= imu.gyro_bias_init_sigma_radps

@@ -134,3 +134,17 @@ def test_truth_readers_give_empty_arrays_for_a_bag_without_truth(tmp_path):
     t_s, pos_enu_m, q_world_body, vel_world_mps = read_ground_truth_odom(tmp_path / "no_truth")
     assert (t_s.shape, pos_enu_m.shape, q_world_body.shape, vel_world_mps.shape) == ((0,), (0, 3), (0, 4), (0, 3))
     assert read_ground_truth(tmp_path / "no_truth")[0].shape == (0,)
+
+
+def test_fresh_sensor_draws_fly_the_same_trajectory(flight):
+    """Monte Carlo runs reuse one flight's frames with new sensor noise: same truth, other IMU/baro/GNSS."""
+    raster, f = flight
+    again = simulate_flight(raster, FlightConfig(seed=1, duration_s=5.0, sensor_seed=7, render_frames=False))
+    other = simulate_flight(raster, FlightConfig(seed=1, duration_s=5.0, sensor_seed=8, render_frames=False))
+    assert again.images_rgb.shape[0] == 0
+    np.testing.assert_array_equal(again.truth_imu.pos_enu_m, f.truth_imu.pos_enu_m)
+    np.testing.assert_array_equal(again.image_stamps_s, f.image_stamps_s)
+    assert not np.allclose(again.imu.accel_body_mps2, other.imu.accel_body_mps2)
+    assert np.abs(again.gnss_lat_deg - other.gnss_lat_deg).max() > 1e-6  # ~0.1 m: other GNSS noise
+    with pytest.raises(ValueError, match="sensor_seed"):
+        simulate_flight(raster, FlightConfig(seed=1, duration_s=5.0, render_frames=False))

@@ -28,7 +28,7 @@ from gps_denied_nav.core.eskf_config import EskfConfig
 from gps_denied_nav.core.eskf_guard import measurement_problem, reset_problem, state_problem
 from gps_denied_nav.core.eskf_propagation import ProcessNoise
 from gps_denied_nav.core.eskf_state import (E_ACCEL_BIAS, E_ATT, E_BARO, E_GYRO_BIAS, E_POS, E_VEL,
-                                            ERROR_DIM, X_POS, NominalState, StateEstimate, align_roll_pitch,
+                                            ERROR_DIM, NominalState, StateEstimate, align_roll_pitch,
                                             yaw_from_velocity)
 from gps_denied_nav.core.eskf_timeline import Timeline
 from gps_denied_nav.core.eskf_update import ChiSquareGate, correct

@@ -20,7 +20,8 @@ import numpy as np
 from gps_denied_nav.core.camera import R_BODY_CAM_NADIR, project_points
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.local_features import detect_features, flann_index, match_descriptors
-from gps_denied_nav.core.pose_from_plane import PlanarPose, solve_planar_pose, tilt_of
+from gps_denied_nav.core.fix_gates import PosePrior, check_plausibility
+from gps_denied_nav.core.pose_from_plane import PlanarPose, solve_planar_pose
 
 __all__ = ["MatchingConfig", "TileFeatures", "PosePrior", "MatchResult", "VisualFix", "QueryFeatures",
            "detect_features", "describe_query", "match_frame", "check_plausibility", "inlier_spread"]
@@ -46,6 +47,11 @@ class MatchingConfig:
     # Factor on all covariances for what i.i.d. pixel noise leaves out: correlated keypoint errors,
     # non-planar ground, resampling. 2 puts the horizontal NEES of the Turku benchmark at ~1.3 (2 DoF).
     covariance_inflation: float = 2.0
+    # Model sorting inliers from outliers: "homography" (any attitude), or "similarity" (4 DoF: scale, yaw,
+    # shift), used when the prior's tilt is known (a gimbal, the filter), after warping the keypoints to a
+    # straight-down view. Over trees a homography can fit canopy and ground together as one tilted plane; a
+    # similarity cannot, and a canopy-only fit then fails the height gate (the canopy is metres closer).
+    geometry_model: str = "homography"
     # Horizontal 1-sigma of the map's own georegistration error, m, added to the fix covariance: a
     # bias shared by every keypoint that no number of inliers averages out. Set it to the orthophoto's
     # stated absolute accuracy; 0 when the map is the truth (simulation, benchmarks).
@@ -58,6 +64,12 @@ class MatchingConfig:
     max_tilt_deg: float = 35.0  # largest plausible angle between body up and world up, deg
     prior_tilt_tolerance_deg: float = 10.0  # largest tilt difference to a prior attitude, deg
     prior_altitude_tolerance_m: float = 60.0  # largest altitude difference to a prior altitude, m
+    # Height above ground against the prior's (the homography's scale: a wrong tile or focal length shows
+    # here first): allowed off by max(prior_agl_tolerance_m, prior_agl_tolerance_frac x the prior's).
+    prior_agl_tolerance_frac: float = 0.25
+    prior_agl_tolerance_m: float = 5.0
+    prior_heading_min_tolerance_deg: float = 15.0  # heading gate: max(this, 3 sigma of the prior heading)
+    prior_position_gate_probability: float = 0.999  # chi-square gate of the fix against a prior position
 
 
 @dataclass(frozen=True)
@@ -68,14 +80,6 @@ class TileFeatures:
     kp_enu_m: np.ndarray  # [M,2] float32 east/north of each keypoint in the corpus ENU frame, m
     desc: np.ndarray  # [M,128] float32 descriptors from detect_features
     retrieval_score: float = 0.0  # similarity from retrieval, carried into the fix
-
-
-@dataclass(frozen=True)
-class PosePrior:
-    """Optional prior for the sanity checks (e.g. from the ESKF)."""
-
-    R_world_body: np.ndarray | None = None  # [3x3] attitude; only its tilt is compared
-    cam_up_m: float | None = None  # camera height in the corpus ENU frame, m
 
 
 @dataclass(frozen=True)
@@ -143,36 +147,33 @@ def _homography_inliers(px: np.ndarray, en: np.ndarray, config: MatchingConfig) 
     return np.zeros(len(px), bool) if mask is None else mask.ravel().astype(bool)
 
 
+def _similarity_inliers(px: np.ndarray, en: np.ndarray, K: np.ndarray, R_world_cam_prior: np.ndarray,
+                        config: MatchingConfig) -> np.ndarray:
+    """Boolean [K] inliers of a similarity ground -> straight-down view (keypoints px re-projected through the
+    prior's tilt into a virtual nadir camera of the same yaw and K)."""
+    if len(px) < max(config.min_inliers, 4):
+        return np.zeros(len(px), bool)
+    forward = R_world_cam_prior[:, 1] * np.array([1.0, 1.0, 0.0])  # image down, levelled: keeps the yaw
+    if np.linalg.norm(forward) < 1e-6:
+        return np.zeros(len(px), bool)
+    y = forward / np.linalg.norm(forward)
+    R_nadir = np.column_stack([np.cross(y, [0.0, 0.0, -1.0]), y, [0.0, 0.0, -1.0]])
+    rays = R_nadir.T @ R_world_cam_prior @ np.linalg.solve(K, np.column_stack([px, np.ones(len(px))]).T)
+    nadir_px = (K @ rays).T
+    nadir_px = nadir_px[:, :2] / nadir_px[:, 2:]
+    ground = (en - en.mean(axis=0)) * np.array([1.0, -1.0])  # north up -> rows down, as for the homography
+    _, mask = cv2.estimateAffinePartial2D(ground, nadir_px, method=cv2.RANSAC,
+                                          ransacReprojThreshold=config.ransac_threshold_px,
+                                          maxIters=config.ransac_max_iterations, confidence=config.ransac_confidence)
+    return np.zeros(len(px), bool) if mask is None else mask.ravel().astype(bool)
+
+
 def inlier_spread(pixels_px: np.ndarray, width_px: int, height_px: int) -> float:
     """Area of the convex hull of pixels [N,2] as a fraction of the image area."""
     if len(pixels_px) < 3:
         return 0.0
     hull = cv2.convexHull(np.asarray(pixels_px, dtype=np.float32))
     return float(cv2.contourArea(hull)) / float(width_px * height_px)
-
-
-def check_plausibility(cam_pos_enu_m: np.ndarray, R_world_body: np.ndarray, ground_up_m: float,
-                       config: MatchingConfig, prior: PosePrior | None = None) -> str | None:
-    """Reason a pose is implausible, or None. cam_pos_enu_m [3] m; R_world_body [3x3]; ground_up_m: the
-    ground's height under the camera (m, ENU up)."""
-    agl_m = float(cam_pos_enu_m[2]) - ground_up_m
-    if agl_m <= 0.0:
-        return f"camera below the ground: {agl_m:.1f} m"
-    if not config.min_altitude_agl_m <= agl_m <= config.max_altitude_agl_m:
-        return f"altitude out of range: {agl_m:.0f} m above ground"
-    tilt_deg = np.degrees(tilt_of(R_world_body))
-    if tilt_deg > config.max_tilt_deg:
-        return f"tilt too large: {tilt_deg:.0f} deg"
-    if prior is not None and prior.R_world_body is not None:
-        # Relative tilt: gravity makes the prior's roll/pitch trustworthy, its heading may have drifted.
-        up_est, up_prior = R_world_body[:, 2], np.asarray(prior.R_world_body)[:, 2]
-        diff_deg = np.degrees(np.arccos(np.clip(up_est @ up_prior, -1.0, 1.0)))
-        if diff_deg > config.prior_tilt_tolerance_deg:
-            return f"tilt disagrees with prior: {diff_deg:.0f} deg apart"
-    if prior is not None and prior.cam_up_m is not None:
-        if abs(float(cam_pos_enu_m[2]) - prior.cam_up_m) > config.prior_altitude_tolerance_m:
-            return f"altitude disagrees with prior: {float(cam_pos_enu_m[2]) - prior.cam_up_m:+.0f} m"
-    return None
 
 
 def _solve_and_reselect(K: np.ndarray, px: np.ndarray, en: np.ndarray, up: np.ndarray, inl: np.ndarray,
@@ -253,7 +254,10 @@ def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: li
                                   config.flann_checks, query_index)
         t2 = time.perf_counter()
         px, en = kp[pairs[:, 0]].astype(float), tile.kp_enu_m[pairs[:, 1]].astype(float)
-        inl = _homography_inliers(px, en, config)
+        if config.geometry_model == "similarity" and prior is not None and prior.R_world_body is not None:
+            inl = _similarity_inliers(px, en, K, np.asarray(prior.R_world_body) @ np.asarray(R_body_cam), config)
+        else:
+            inl = _homography_inliers(px, en, config)
         match_ms += 1e3 * (t2 - t1)
         homography_ms += 1e3 * (time.perf_counter() - t2)
         per_tile.append((tile, px, en, inl))
@@ -281,7 +285,8 @@ def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: li
     else:
         ground_below_m = ground_up_m if terrain_up_m is None else \
             float(np.asarray(terrain_up_m(pose.cam_pos_enu_m[:1], pose.cam_pos_enu_m[1:2])).ravel()[0])
-        reason = check_plausibility(pose.cam_pos_enu_m, R_world_body, ground_below_m, config, prior)
+        reason = check_plausibility(pose.cam_pos_enu_m, R_world_body, ground_below_m, config, prior,
+                                    pose.heading_rad, pose.cov_pos_enu_m2)
     cov_map = np.diag([config.map_registration_sigma_m**2] * 2 + [config.terrain_sigma_m**2])
     return MatchResult(
         reason is None, reason or "accepted", tile_inliers, len(kp), detect_ms, match_ms, homography_ms,

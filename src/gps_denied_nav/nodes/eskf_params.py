@@ -25,6 +25,8 @@ class EskfParams(StageParams):
     accel_bias_random_walk_mps3_rthz: float = _NOISE.accel_bias_random_walk_mps3_rthz
     gyro_bias_random_walk_radps2_rthz: float = _NOISE.gyro_bias_random_walk_radps2_rthz
     baro_offset_random_walk_m_rts: float = _NOISE.baro_offset_random_walk_m_rts
+    accel_bias_init_sigma_mps2: float = 0.1  # 1σ of the accelerometer bias left after the boot calibration
+    gyro_bias_init_sigma_radps: float = 5e-3  # 1σ of the gyro bias at start (0.29 °/s)
     gate_probability: float = _FILTER.gate_probability  # chi-square gate of every update
     history_s: float = _FILTER.history_s  # fixes later than this are refused
     max_position_cov_trace_m2: float = _FILTER.max_position_cov_trace_m2  # above: lost, search globally

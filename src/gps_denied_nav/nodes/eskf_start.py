@@ -54,7 +54,9 @@ class FilterStart:
             np.mean(self.gyro_window, axis=0) if window else None, vel, yaw_rad, chord_s, vel_sigma_mps)
         self.filter.initialize(stamp_s, pos, np.zeros(3) if vel is None else vel,
                                quat_from_euler(roll, pitch, yaw_rad), pos_sigma_m=pos_sigma_m,
-                               vel_sigma_mps=vel_sigma_mps, att_sigma_rad=(tilt_sigma_rad, tilt_sigma_rad, 0.2))
+                               vel_sigma_mps=vel_sigma_mps, att_sigma_rad=(tilt_sigma_rad, tilt_sigma_rad, 0.2),
+                               accel_bias_sigma_mps2=self.params.accel_bias_init_sigma_mps2,
+                               gyro_bias_sigma_radps=self.params.gyro_bias_init_sigma_radps)
         self.get_logger().info(f"filter initialised at {stamp_s:.2f} s: roll {math.degrees(roll):.1f}, "
                                f"pitch {math.degrees(pitch):.1f}, yaw {math.degrees(yaw_rad):.1f} deg "
                                f"(tilt 1σ {math.degrees(tilt_sigma_rad):.1f} deg)")

@@ -58,6 +58,10 @@ class FlightConfig:
     margin_m: float | None = None  # map edge to flight path; None: footprint half-diagonal + bank shift
     ground_up_m: float = 0.0  # height of the ground plane in the raster's ENU frame (the baro reference)
     terrain: TerrainGrid | None = None  # ellipsoidal heights rendered instead of the plane; None: flat
+    # Sensor noise (IMU, baro, GNSS) from its own seed: the same trajectory and frames with fresh sensor
+    # draws, for Monte Carlo runs that reuse one flight's matched frames. None: the flight's own draws.
+    sensor_seed: int | None = None
+    render_frames: bool = True  # False: no images (sensors and truth only); needs a sensor_seed
 
     @classmethod
     def over_terrain(cls, terrain: TerrainGrid, frame: LocalTangentPlane, **kwargs) -> FlightConfig:
@@ -140,19 +144,23 @@ def _stamps(rate_hz: float, end_s: float, offset_s: float = 0.0) -> np.ndarray:
 def simulate_flight(raster: MapRaster, config: FlightConfig = FlightConfig(),
                     progress: Callable[[float, float], None] | None = None) -> FlightData:
     """Fly ``config`` over ``raster``; ``progress(frames_done, frames_total)`` is called while rendering."""
+    if not config.render_frames and config.sensor_seed is None:
+        raise ValueError("a flight without frames needs a sensor_seed: the sensor draws follow the frames' otherwise")
     rng = np.random.default_rng(config.seed)
     trajectory = plan_trajectory(raster, config, rng)
     cam = CameraIntrinsics.from_hfov(config.camera_width_px, config.camera_height_px, config.camera_hfov_deg)
     t_cam = _stamps(config.camera_rate_hz, config.duration_s, config.camera_time_offset_s)
     k_cam = trajectory.sample(t_cam)
     R_world_cam = quat_to_rotmat_batch(k_cam.q_world_body) @ R_BODY_CAM_NADIR
-    images = np.empty((len(t_cam), cam.height_px, cam.width_px, 3), np.uint8)
-    for i in range(len(t_cam)):
+    images = np.empty((len(t_cam) if config.render_frames else 0, cam.height_px, cam.width_px, 3), np.uint8)
+    for i in range(len(images)):
         photometric = Photometric.random(rng, config.photometric_strength)
         images[i] = render_frame(raster, cam.K, R_world_cam[i], k_cam.pos_enu_m[i], cam.width_px, cam.height_px,
                                  config.ground_up_m, photometric, rng, terrain=config.terrain)
         if progress is not None:
             progress(i + 1, len(t_cam))
+    if config.sensor_seed is not None:
+        rng = np.random.default_rng([config.seed, config.sensor_seed])
     k_imu = trajectory.sample(_stamps(config.imu_rate_hz, config.duration_s))
     imu = synthesize_imu(k_imu.t_s, k_imu.accel_enu_mps2, k_imu.q_world_body, k_imu.omega_body_radps,
                          config.imu_noise, rng)

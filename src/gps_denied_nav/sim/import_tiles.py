@@ -1,11 +1,10 @@
-"""Imagery into GeoTIFFs: the GeoTIFF writer, and a mosaic of north-up PNG tiles with lat/lon corners.
+"""Imagery into GeoTIFFs: a mosaic of north-up PNG tiles with lat/lon corners.
 
 The project reads orthophotos only as GeoTIFFs. Public satellite-tile sets such as the Turku data ship as
 PNGs plus a wildnav-style CSV of corner coordinates, so this turns such a set into one EPSG:4326 GeoTIFF
 (an alpha band marks where no tile landed, e.g. tiles listed but missing). Each tile is warped onto the
 mosaic grid by its own corners with an exact scale-and-shift affine, so tiles whose corners do not line
-up to the pixel still land where their CSV says. ``write_geotiff`` also writes the demo world
-(``world.write_geotiff`` is the same function).
+up to the pixel still land where their CSV says.
 """
 from __future__ import annotations
 
@@ -14,24 +13,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rasterio
-from rasterio.enums import ColorInterp
 from rasterio.transform import Affine
 
-
-def write_geotiff(path, image_rgb: np.ndarray, crs, transform: Affine, valid: np.ndarray | None = None) -> Path:
-    """Write uint8 [H, W, 3] as a tiled, deflate-compressed GeoTIFF; ``valid`` [H, W] bool becomes alpha."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bands = [image_rgb[..., i] for i in range(3)] + ([] if valid is None else [valid.astype(np.uint8) * 255])
-    with rasterio.open(path, "w", driver="GTiff", height=image_rgb.shape[0], width=image_rgb.shape[1],
-                       count=len(bands), dtype="uint8", crs=crs, transform=transform, tiled=True, blockxsize=512,
-                       blockysize=512, compress="deflate", predictor=2, zlevel=3, photometric="RGB") as dst:
-        for i, band in enumerate(bands, start=1):
-            dst.write(band, i)
-        if valid is not None:
-            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
-    return path
+from gps_denied_nav.core.geotiff_writer import write_geotiff
 
 
 def read_tile_csv(csv_path) -> list[tuple[Path, float, float, float, float]]:

@@ -47,6 +47,21 @@ class ImuNoiseModel:
                    gyro_bias_init_sigma_radps=0.2 * _DEG)
 
     @classmethod
+    def consumer_mems(cls) -> ImuNoiseModel:
+        """Consumer MEMS in flight, InvenSense MPU-6000 / ICM-20689 class (hobby autopilots, phones).
+
+        Datasheet: gyro 0.005 °/s/√Hz, accel 400 µg/√Hz (3.9e-3 m/s²/√Hz), zero-rate offset ±20 °/s
+        before calibration, large temperature coefficients. In flight, motor vibration behind soft mounts
+        dominates the gyro: 0.03 °/s/√Hz (5.2e-4 rad/s/√Hz) is used, twice the BMI088 class. Turn-on bias
+        after the boot calibration 1σ 0.25 °/s (4.4e-3 rad/s) and 8 mg (0.08 m/s²); thermal drift as random
+        walks of 4e-5 rad/s²/√Hz and 2e-3 m/s³/√Hz, four times the BMI088 class.
+        """
+        return cls("consumer MEMS (MPU-6000 class)", accel_noise_density_mps2_rthz=3.9e-3,
+                   accel_bias_random_walk_mps3_rthz=2e-3, accel_bias_init_sigma_mps2=0.08,
+                   gyro_noise_density_radps_rthz=0.03 * _DEG, gyro_bias_random_walk_radps2_rthz=4e-5,
+                   gyro_bias_init_sigma_radps=0.25 * _DEG)
+
+    @classmethod
     def tactical_grade(cls) -> ImuNoiseModel:
         """Tactical grade (HG1700/HG1930 class, order of magnitude).
 

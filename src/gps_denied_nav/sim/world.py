@@ -18,7 +18,7 @@ import numpy as np
 import pyproj
 from rasterio.transform import Affine
 
-from gps_denied_nav.sim.import_tiles import write_geotiff  # noqa: F401  (public here too: world.write_geotiff)
+from gps_denied_nav.core.geotiff_writer import write_geotiff  # noqa: F401  (public here too: world.write_geotiff)
 
 # Provisioning options for maps the simulator renders its frames from: the map and the terrain are then the
 # truth, with no registration or height error of their own (a real map's are set at provisioning).
