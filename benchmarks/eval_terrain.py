@@ -2,7 +2,7 @@
 
 Three corpora of the real Turku satellite mosaic (../shared/data/turku_satellite) stand on three grounds:
 flat 20 m and flat 300 m above the WGS84 ellipsoid (``--ground-alt-m``) and a sloped DEM (a 5 % grade and
-hills around 150 m, written as a GeoTIFF and provisioned with ``--dem``). Over each, FLIGHTS 120 s surveys
+hills around 150 m, written as a GeoTIFF and provisioned with ``--dem``). Over each, ``--flights`` 120 s surveys
 at 120 m above the mean ground are rendered (ray-cast over the sloped one) and every 2 Hz frame goes through
 the graph's visual stages as the nodes run them (rendered_fixes.py: rectification at the height above the
 terrain, NetVLAD, FAISS within the prior radius, SIFT matching with each keypoint on the terrain); the fixes
@@ -17,10 +17,10 @@ the first 10 s only and a 60 s camera outage early (20-80 s) or late (55-115 s),
 - 3-D position NEES averaged over the runs at each probe, against the 95 % bounds for that many runs.
 
 The frames are rendered from the very imagery the corpora hold (no season or sensor change) and the
-terrain is known exactly: an upper bound for real flights. First run ~50 min on 2 cores (rendering and
-matching 3 x FLIGHTS flights), later runs reuse the cached fixes (the filter runs, ~25 min for 600).
+terrain is known exactly: an upper bound for real flights. First run ~1 h 40 min on 2 cores (rendering and
+matching 3 x 5 flights ~40 min, 600 filter runs ~60 min); later runs reuse the cached fixes.
 
-    .venv/bin/python benchmarks/eval_terrain.py [--runs-per-terrain 200] [--flights 8] [--workers 2]
+    .venv/bin/python benchmarks/eval_terrain.py [--runs-per-terrain 200] [--flights 5] [--workers 2]
 """
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def markdown(results: dict, machine: dict, minutes: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-per-terrain", type=int, default=200)
-    parser.add_argument("--flights", type=int, default=8, help="rendered flights per terrain (fixes cached)")
+    parser.add_argument("--flights", type=int, default=5, help="rendered flights per terrain (fixes cached)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "gdn_eval_terrain")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")

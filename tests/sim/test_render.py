@@ -1,6 +1,5 @@
 """render_frame against the pinhole model: marked ground points land where project_points puts them, map
 edges and sky are black, fine map texture is anti-aliased, and Photometric does what it says."""
-import cv2
 import numpy as np
 import pytest
 
@@ -8,34 +7,12 @@ from gps_denied_nav.core.camera import R_BODY_CAM_NADIR, CameraIntrinsics, proje
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.map_raster import MapRaster
 from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
+from marked_map import blob_centroids, marked_map
+
 from gps_denied_nav.sim.render import Photometric, render_frame
 
 CAM = CameraIntrinsics.from_hfov(640, 480, 60.0)
 MARKS_EN = np.array([[0.0, 0.0], [14.0, 9.0], [-17.0, 6.0], [8.0, -12.0], [-10.0, -9.0]])
-
-
-def _marked_map(gsd_m: float, ground_up_m: float = 0.0) -> MapRaster:
-    """200 m square of dim texture with bright 1.2 m discs at MARKS_EN (ENU metres)."""
-    n = int(round(200.0 / gsd_m))
-    img = np.random.default_rng(0).integers(10, 50, (n, n), dtype=np.uint8)
-    raster = MapRaster(np.zeros((n, n, 3), np.uint8), np.ones((n, n), bool), gsd_m, -100.0, 100.0,
-                       LocalTangentPlane(60.4, 22.46), "marks")
-    cols, rows = raster.enu_to_pixel(MARKS_EN[:, 0], MARKS_EN[:, 1])
-    for c, r in zip(cols, rows):
-        cv2.circle(img, (int(round(c * 256)), int(round(r * 256))), int(1.2 / gsd_m * 256), 255, -1, cv2.LINE_AA, 8)
-    raster.image_rgb[:] = img[..., None]
-    return raster
-
-
-def _blob_centroids(frame: np.ndarray, expected_uv: np.ndarray, half_px: int = 26) -> np.ndarray:
-    out = []
-    for u, v in expected_uv:
-        c0, r0 = int(round(u)), int(round(v))
-        patch = frame[r0 - half_px:r0 + half_px + 1, c0 - half_px:c0 + half_px + 1, 0].astype(float)
-        w = np.clip(patch - 128.0, 0, None)
-        rr, cc = np.mgrid[r0 - half_px:r0 + half_px + 1, c0 - half_px:c0 + half_px + 1]
-        out.append(((w * cc).sum() / w.sum(), (w * rr).sum() / w.sum()))
-    return np.array(out)
 
 
 @pytest.mark.parametrize("gsd_m, height_m, euler", [
@@ -45,7 +22,7 @@ def _blob_centroids(frame: np.ndarray, expected_uv: np.ndarray, half_px: int = 2
 ])
 def test_marked_points_land_where_projected(gsd_m, height_m, euler):
     ground_up_m = 3.0
-    raster = _marked_map(gsd_m)
+    raster = marked_map(gsd_m, MARKS_EN)
     R_world_cam = quat_to_rotmat(quat_from_euler(*euler)) @ R_BODY_CAM_NADIR
     cam_pos = np.array([2.0, -1.0, ground_up_m + height_m])
     frame = render_frame(raster, CAM.K, R_world_cam, cam_pos, 640, 480, ground_up_m=ground_up_m)
@@ -54,12 +31,12 @@ def test_marked_points_land_where_projected(gsd_m, height_m, euler):
     uv, depth = project_points(CAM.K, R_world_cam, cam_pos, points)
     inside = (depth > 0) & (uv[:, 0] > 20) & (uv[:, 0] < 620) & (uv[:, 1] > 20) & (uv[:, 1] < 460)
     assert inside.sum() >= 3
-    err = np.linalg.norm(_blob_centroids(frame, uv[inside]) - uv[inside], axis=1)
+    err = np.linalg.norm(blob_centroids(frame, uv[inside], 26) - uv[inside], axis=1)
     assert err.max() < 0.25, err
 
 
 def test_outside_the_map_and_the_sky_are_black():
-    raster = _marked_map(0.2)
+    raster = marked_map(0.2, MARKS_EN)
     raster.valid[:, :50] = False  # a nodata strip on the west edge (east < -90 m)
     R_nadir = quat_to_rotmat(quat_from_euler(0.0, 0.0, np.pi / 2)) @ R_BODY_CAM_NADIR  # nose north
     frame = render_frame(raster, CAM.K, R_nadir, np.array([-95.0, 0.0, 60.0]), 640, 480)
@@ -84,7 +61,7 @@ def test_fine_texture_is_anti_aliased():
 
 
 def test_photometric_identity_random_and_reproducible():
-    img = _marked_map(0.2).image_rgb[:240, :320].copy()
+    img = marked_map(0.2, MARKS_EN).image_rgb[:240, :320].copy()
     np.testing.assert_array_equal(Photometric().apply(img), img)
     np.testing.assert_array_equal(Photometric.random(np.random.default_rng(0), 0.0).apply(img), img)
     a = Photometric.random(np.random.default_rng(5), 1.0).apply(img, np.random.default_rng(9))

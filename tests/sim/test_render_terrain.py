@@ -12,6 +12,8 @@ from gps_denied_nav.core.map_raster import MapRaster, load_geotiff
 from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 from gps_denied_nav.core.terrain import TerrainGrid, flat_terrain
 from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
+from marked_map import blob_centroids, marked_map
+
 from gps_denied_nav.sim.render import render_frame
 from gps_denied_nav.sim.render_terrain import ray_cast_terrain
 from gps_denied_nav.sim.terrain_world import sloped_terrain
@@ -25,29 +27,6 @@ MARKS_EN = np.array([[e, n] for e in (-18.0, 0.0, 18.0) for n in (-12.0, 0.0, 12
 
 def _rotation(roll, pitch, yaw) -> np.ndarray:
     return quat_to_rotmat(quat_from_euler(roll, pitch, yaw)) @ R_BODY_CAM_NADIR
-
-
-def _marked_map(gsd_m: float) -> MapRaster:
-    """200 m square of dim texture with bright 1.2 m discs at MARKS_EN (ENU metres)."""
-    n = int(round(200.0 / gsd_m))
-    img = np.random.default_rng(0).integers(10, 50, (n, n), dtype=np.uint8)
-    raster = MapRaster(np.zeros((n, n, 3), np.uint8), np.ones((n, n), bool), gsd_m, -100.0, 100.0, FRAME, "marks")
-    cols, rows = raster.enu_to_pixel(MARKS_EN[:, 0], MARKS_EN[:, 1])
-    for c, r in zip(cols, rows):
-        cv2.circle(img, (int(round(c * 256)), int(round(r * 256))), int(1.2 / gsd_m * 256), 255, -1, cv2.LINE_AA, 8)
-    raster.image_rgb[:] = img[..., None]
-    return raster
-
-
-def _blob_centroids(frame: np.ndarray, expected_uv: np.ndarray, half_px: int = 40) -> np.ndarray:
-    out = []
-    for u, v in expected_uv:
-        c0, r0 = int(round(u)), int(round(v))
-        patch = frame[r0 - half_px:r0 + half_px + 1, c0 - half_px:c0 + half_px + 1, 0].astype(float)
-        w = np.clip(patch - 128.0, 0, None)
-        rr, cc = np.mgrid[r0 - half_px:r0 + half_px + 1, c0 - half_px:c0 + half_px + 1]
-        out.append(((w * cc).sum() / w.sum(), (w * rr).sum() / w.sum()) if w.sum() > 0 else (np.inf, np.inf))
-    return np.array(out)
 
 
 def _constant(raster: MapRaster, up_m: float) -> TerrainGrid:
@@ -85,7 +64,7 @@ def test_constant_terrain_renders_like_the_flat_plane(world, gsd_m, euler, cam_u
     (0.2, (0.26, -0.08, 2.0)),   # map coarser than the frame, 15 deg roll
 ])
 def test_marked_points_on_a_slope_land_where_projected(gsd_m, euler):
-    raster = _marked_map(gsd_m)
+    raster = marked_map(gsd_m, MARKS_EN, FRAME)
     terrain = sloped_terrain(raster, ORIGIN_ALT_M + 20.0, grade=0.1, grade_azimuth_deg=30.0, hill_m=6.0, seed=1)
     mean_up_m = float(terrain.heights_m.mean()) - ORIGIN_ALT_M
     R, cam_pos = _rotation(*euler), np.array([2.0, -1.0, mean_up_m + 60.0])
@@ -94,16 +73,16 @@ def test_marked_points_on_a_slope_land_where_projected(gsd_m, euler):
     inside = (depth > 0) & (uv[:, 0] > 40) & (uv[:, 0] < 600) & (uv[:, 1] > 40) & (uv[:, 1] < 440)
     assert inside.sum() >= 4
     frame = render_frame(raster, CAM.K, R, cam_pos, 640, 480, terrain=terrain)
-    err = np.linalg.norm(_blob_centroids(frame, uv[inside]) - uv[inside], axis=1)
+    err = np.linalg.norm(blob_centroids(frame, uv[inside], 40) - uv[inside], axis=1)
     assert err.max() < 0.5, err
     # The flat renderer at the mean height puts the same marks pixels away: the terrain matters here.
     flat = render_frame(raster, CAM.K, R, cam_pos, 640, 480, ground_up_m=mean_up_m)
-    flat_err = np.linalg.norm(_blob_centroids(flat, uv[inside]) - uv[inside], axis=1)
+    flat_err = np.linalg.norm(blob_centroids(flat, uv[inside], 40) - uv[inside], axis=1)
     assert flat_err.max() > 3.0, flat_err
 
 
 def test_ray_cast_points_lie_on_the_terrain():
-    terrain = sloped_terrain(_marked_map(0.5), ORIGIN_ALT_M + 20.0, grade=0.1, hill_m=8.0, seed=3)
+    terrain = sloped_terrain(marked_map(0.5, MARKS_EN, FRAME), ORIGIN_ALT_M + 20.0, grade=0.1, hill_m=8.0, seed=3)
     R, cam_pos = _rotation(0.2, 0.1, 1.0), np.array([5.0, 3.0, 100.0])
     east, north, hit = ray_cast_terrain(CAM.K, R, cam_pos, 640, 480, terrain, ORIGIN_ALT_M)
     assert hit.all()
@@ -131,7 +110,7 @@ def test_fine_texture_over_terrain_is_anti_aliased():
 
 
 def test_outside_the_map_and_the_sky_are_black():
-    raster = _marked_map(0.2)
+    raster = marked_map(0.2, MARKS_EN, FRAME)
     raster.valid[:, :50] = False  # a nodata strip on the west edge (east < -90 m)
     terrain = sloped_terrain(raster, ORIGIN_ALT_M, grade=0.05, seed=2)
     # Nose north: image right is east, so the left part sees nodata and beyond the map.

@@ -16,10 +16,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus
 
 from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
+from gps_denied_nav.core.input_checks import geodetic_problem
 from gps_denied_nav.core.matching import (MatchingConfig, PosePrior, QueryFeatures, TileFeatures, describe_query,
                                            match_frame)
 from gps_denied_nav.core.rotations import quat_to_rotmat
@@ -49,6 +50,7 @@ class MatchingParams(StageParams):
     map_registration_sigma_m: float = float("nan")  # the orthophoto's absolute accuracy; NaN: the corpus's
     max_tilt_deg: float = _MATCH.max_tilt_deg  # implausible attitude beyond this
     image_cache_size: int = 20  # frames kept while their candidates are on the way
+    max_prior_age_s: float = 1.0  # a fused fix further from the frame's stamp is no height prior
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
     opencv_threads: int = 1  # SIFT, FLANN, USAC (process-wide, shared with inference_node when composed)
 
@@ -84,6 +86,9 @@ class MatchingNode(StageNode):
         self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
         self.subscribe(RetrievalCandidates, names.CANDIDATES, self._on_candidates)
         self.track_attitude()  # a pose whose tilt disagrees with the filter's is a wrong match
+        # ... and one whose height above the ground disagrees with the fused altitude's (a wrong scale)
+        self.fused_agl: tuple[float, float] | None = None  # (stamp_s, m above the corpus terrain)
+        self.subscribe(NavSatFix, names.FIX, self._on_fix)
 
     def thread_budget(self) -> ThreadBudget:
         return ThreadBudget(opencv=self.params.opencv_threads, blas=self.params.blas_threads)
@@ -94,6 +99,14 @@ class MatchingNode(StageNode):
                 getattr(self, worker).stop()
                 delattr(self, worker)
         self.__dict__.pop("corpus", None)
+
+    def _on_fix(self, msg: NavSatFix) -> None:
+        if msg.status.status == NavSatStatus.STATUS_NO_FIX or geodetic_problem(msg.latitude, msg.longitude,
+                                                                                msg.altitude):
+            self.fused_agl = None  # lost (or absurd): no prior to hold a fix against
+            return
+        east, north, up = self.corpus.frame.to_enu(msg.latitude, msg.longitude, msg.altitude)
+        self.fused_agl = (stamp_to_s(msg.header.stamp), float(up - self.corpus.ground_up_at(east, north)))
 
     def _on_image(self, msg: Image) -> None:
         if not self.active:
@@ -163,7 +176,9 @@ class MatchingNode(StageNode):
             kp_enu_m, desc = self.corpus.tile_features(cand.index)
             candidates.append(TileFeatures(cand.tile_id, kp_enu_m, desc, cand.score))
         q = self.poses.lookup(stamp_s, tolerance_s=0.5)
-        prior = None if q is None else PosePrior(R_world_body=quat_to_rotmat(q))
+        agl = self.fused_agl
+        agl_m = agl[1] if agl is not None and abs(agl[0] - stamp_s) <= self.params.max_prior_age_s else None
+        prior = None if q is None else PosePrior(R_world_body=quat_to_rotmat(q), agl_m=agl_m)
         timer.mark("tile_features")
         features = self._features_of(stamp_s)
         timer.mark("sift_wait")

@@ -26,11 +26,13 @@ from rosbags.highlevel import AnyReader
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.plots import plot_error_over_time, plot_trajectory
-from gps_denied_nav.core.report import GeoTrack, ReplayReport, error_series, score_replay
+from gps_denied_nav.core.report import ErrorSeries, GeoTrack, ReplayReport, error_series, score_replay
+from gps_denied_nav.core.report_html import write_replay_html
 from gps_denied_nav.core.report_state import StateTrack, truth_odometry_frame
 from gps_denied_nav.core.stage_timing import summarize_timing, timing_table
 from gps_denied_nav.nodes import names
 from gps_denied_nav.replay.bag_types import typestore
+from gps_denied_nav.replay.frame_log import frame_log
 from gps_denied_nav.replay.graph import GraphHost, private_domain_id
 from gps_denied_nav.replay.lockstep import FrameGate
 from gps_denied_nav.replay.machine import machine_info
@@ -146,6 +148,9 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     print(f"[replay] per-stage timing ({mode}):\n{timing_table(timing)}", flush=True)
     (out_dir / "report.json").write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
     write_plots(out_dir, corpus_dir, truth, estimates, fixes, report, f"{mode} replay")
+    fix_errors = ErrorSeries.empty() if report.enu_origin is None else error_series(truth, fixes, report.enu_origin)
+    write_replay_html(out_dir, report.to_json_dict(), frame_log(s.timing, fix_errors.t_s, fix_errors.horizontal_m),
+                      subject=f"{clip.name} over the corpus {corpus_dir.name}")
     return report
 
 
