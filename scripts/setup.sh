@@ -11,14 +11,15 @@ command -v "$PY" >/dev/null || PY=python3
 
 log() { printf '[setup] %s\n' "$*"; }
 
-# 1. Debian packages needed to build the rosidl interfaces package.
+# 1. Debian packages: build tools for the rosidl interfaces package, and chromium, which the tests use to
+#    render report.html headless (they skip without it).
 missing=()
-for tool in cmake g++ make; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in cmake g++ make chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: cmake g++ make (missing: ${missing[*]})"
+  log "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake g++ make >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # 2. The virtual environment with pinned Python packages.

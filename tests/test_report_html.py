@@ -30,8 +30,9 @@ def _png(seed: int, size=(96, 128)) -> bytes:
 
 
 def _records() -> tuple[list[TimingRecord], list[float], list[float]]:
-    """60 frames at 2 Hz: every 7th rejected by matching, frames 3 and 4 skipped busy at inference, frame 22
-    rejected by the filter, the last one forwarded by matching and never reported by the filter."""
+    """60 frames at 2 Hz: the first initialises the filter, every 7th is rejected by matching, frames 3 and 4
+    skipped busy at inference, frame 22 rejected by the filter, the last one forwarded by matching and never
+    reported by the filter."""
     records, fix_t_s, fix_error_m = [], [], []
     for i in range(FRAMES):
         t = T0_S + 0.5 * i
@@ -45,8 +46,9 @@ def _records() -> tuple[list[TimingRecord], list[float], list[float]]:
                 records.append(TimingRecord(t, stage, outcome, False, received_wall_s, received_wall_s + 0.01))
                 break
             if stage == "eskf":
-                records.append(TimingRecord(t, stage, "rejected" if i == 22 else "accepted", False, received_wall_s,
-                                            received_wall_s + 0.004, {"fusion": 4.0}))
+                outcome = {0: "initialised", 22: "rejected"}.get(i, "accepted")
+                records.append(TimingRecord(t, stage, outcome, False, received_wall_s, received_wall_s + 0.004,
+                                            {"fusion": 4.0}))
                 fix_t_s.append(t)
                 fix_error_m.append(3.0 if i == 30 else 0.05 + 0.001 * i)
             else:
@@ -111,7 +113,8 @@ def test_frame_log_ends_each_frame_where_it_stopped():
     assert len(log) == FRAMES
     assert [e["stamp_s"] for e in log] == sorted(e["stamp_s"] for e in log)
     ends = {i: (e["stage"], e["outcome"]) for i, e in enumerate(log)}
-    assert ends[0] == ("eskf", "accepted") and ends[3] == ("inference", "skipped_busy")
+    assert ends[0] == ("eskf", "initialised") and ends[1] == ("eskf", "accepted")
+    assert ends[3] == ("inference", "skipped_busy")
     assert ends[6] == ("matching", "rejected_too_few_inliers") and ends[22] == ("eskf", "rejected")
     assert ends[FRAMES - 1] == ("eskf", "unreported")
     assert log[30]["error_m"] == 3.0 and "error_m" not in log[6]
@@ -122,7 +125,7 @@ def test_frame_log_without_errors_has_none():
     assert all("error_m" not in e for e in frame_log(records, fix_t_s))
 
 
-def test_worst_first_shows_each_failure_reason_then_the_largest_errors():
+def test_worst_first_shows_each_failure_reason_then_the_largest_errors():  # an initialisation is no failure
     records, fix_t_s, fix_error_m = _records()
     chosen = worst_first(frame_log(records, fix_t_s, fix_error_m), 6)
     assert [e["outcome"] for e in chosen[:3]] == ["skipped_busy", "rejected_too_few_inliers", "rejected"]
@@ -131,7 +134,7 @@ def test_worst_first_shows_each_failure_reason_then_the_largest_errors():
 
 
 def _assert_self_contained(text: str) -> None:
-    assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", text, re.I)
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", text, re.IGNORECASE)
     assert "<script src" not in text and "<link" not in text
     tags = re.findall(r"<img\b[^>]*>", text)
     assert tags and all(re.search(r"src=\"data:image/(png|jpeg);base64,", t) for t in tags)
@@ -182,7 +185,7 @@ def _screenshot(html_path, tmp_path):
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={png}", "--window-size=1280,2000",
            html_path.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert png.is_file(), f"chromium wrote no screenshot (rc {done.returncode}): {done.stderr[-2000:]}"
     image = cv2.imread(str(png), cv2.IMREAD_COLOR)
     assert image is not None and image.shape[:2] == (2000, 1280)

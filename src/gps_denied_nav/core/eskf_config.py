@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass, field
 
-from gps_denied_nav.core.eskf_propagation import GRAVITY_ENU_MPS2, ProcessNoise
+from gps_denied_nav.core.eskf_propagation import GRAVITY_ENU_MPS2, ConstantVelocityNoise, ProcessNoise
+
+MOTION_MODELS = ("imu", "constant_velocity")
 
 STANDARD_GRAVITY_MPS2 = 9.80665
 
@@ -45,6 +47,10 @@ class EskfConfig:
     max_future_s: float = 3.0                  # measurements stamped further ahead of the IMU are refused
     max_pending_events: int = 256              # measurements waiting for the IMU (2 Hz fixes: > 2 min)
     imu_gap: ImuGapModel = field(default_factory=ImuGapModel)
+    # "imu": propagate with the IMU's samples; "constant_velocity": with clock ticks, for flights without an
+    # IMU (photo clips): position, velocity and heading from the fixes alone.
+    motion_model: str = "imu"
+    constant_velocity: ConstantVelocityNoise = field(default_factory=ConstantVelocityNoise)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.gate_probability < 1.0:
@@ -57,5 +63,9 @@ class EskfConfig:
             raise ValueError("process noise densities must be >= 0 and gravity a 3-vector")
         if min(self.max_accel_mps2, self.max_gyro_radps, self.max_speed_mps, self.max_future_s) <= 0.0:
             raise ValueError("IMU range, speed and future-stamp bounds must be positive")
+        if self.motion_model not in MOTION_MODELS:
+            raise ValueError(f"motion_model must be one of {MOTION_MODELS}, got {self.motion_model!r}")
+        if min(astuple(self.constant_velocity)) < 0.0:
+            raise ValueError("constant-velocity noise densities must be >= 0")
         if self.max_pending_events < 1 or min(astuple(self.imu_gap)) < 0.0:
             raise ValueError("max_pending_events must be >= 1 and the IMU gap model non-negative")

@@ -17,7 +17,9 @@ import numpy as np
 from gps_denied_nav.core.eskf_config import EskfConfig
 from gps_denied_nav.core.eskf_diagnostics import UpdateOutcome, UpdateStatus
 from gps_denied_nav.core.eskf_history import FilterHistory, TimedEvent
-from gps_denied_nav.core.eskf_propagation import error_transition, propagate_covariance, propagate_nominal
+from gps_denied_nav.core.eskf_propagation import (constant_velocity_transition, error_transition,
+                                                   propagate_constant_velocity, propagate_covariance,
+                                                   propagate_nominal)
 from gps_denied_nav.core.eskf_state import E_ATT, E_POS, E_VEL, ERROR_DIM
 
 # fuse(x [17], P [16x16], event, first_time) -> (x, P, outcome): the filter's correction step.
@@ -30,7 +32,8 @@ class Timeline:
     def __init__(self, config: EskfConfig, fuse: FuseFn):
         self._config = config
         self._gravity = np.asarray(config.gravity_enu_mps2, dtype=float)
-        self._q_rates = config.process_noise.variance_rates()
+        self._constant_velocity = config.motion_model == "constant_velocity"
+        self._q_rates = (config.constant_velocity if self._constant_velocity else config.process_noise).variance_rates()
         self._history_s = config.history_s
         self._limits = np.array([config.max_accel_mps2] * 3 + [config.max_gyro_radps] * 3)
         self._fuse = fuse
@@ -119,8 +122,12 @@ class Timeline:
     def _propagate(self, x, P, imu: np.ndarray, dt_s: np.ndarray, sample_dt_s: np.ndarray):
         """(x [17], P [16x16]) through N constant inputs [N, 6] over intervals [N] -> [N, 17], [N, 16, 16];
         ``sample_dt_s`` [N]: the spacing of the IMU samples each interval lies between."""
-        run = propagate_nominal(x, imu, dt_s, self._gravity)
         P_out = np.empty((len(dt_s), ERROR_DIM, ERROR_DIM))
+        if self._constant_velocity:  # clock ticks: no IMU gaps, no specific force
+            run = propagate_constant_velocity(x, dt_s)
+            propagate_covariance(P, constant_velocity_transition(dt_s), dt_s[:, None] * self._q_rates, P_out)
+            return run.x, P_out
+        run = propagate_nominal(x, imu, dt_s, self._gravity)
         propagate_covariance(P, error_transition(run), self._process_noise(dt_s, sample_dt_s), P_out)
         return run.x, P_out
 

@@ -1,4 +1,5 @@
-"""What ``gdn locate`` writes: per-photo records, a GeoJSON of the fixes, the scored report and an error plot.
+"""What ``gdn locate`` writes: per-photo records, a GeoJSON of the fixes, the scored report, an error plot and
+report.html (``core.report_html``).
 
 When the photos carry GPS, each accepted fix is scored against it. That GPS is itself a consumer
 receiver's (a few metres), so the covariance a fix is judged by is its own plus the reference's
@@ -17,6 +18,7 @@ from scipy.stats import chi2
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.locate import PhotoFix
 from gps_denied_nav.core.photo_metadata import PhotoMetadata
+from gps_denied_nav.core.report_html import write_locate_html
 
 
 def score_fixes(fixes: list[PhotoFix], metas: list[PhotoMetadata], reference_sigma_m: float) -> tuple[dict, list]:
@@ -65,7 +67,22 @@ def write_locate_outputs(out_dir, fixes: list[PhotoFix], metas: list[PhotoMetada
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     if per_photo:
         plot_errors(out / "errors.png", fixes, per_photo, report["reference_sigma_m"])
+    write_locate_html(out, report, records, {Path(m.path).name: thumbnail for m in metas
+                                             if (thumbnail := _thumbnail_jpeg(m.path)) is not None})
     return out / "report.json"
+
+
+def _thumbnail_jpeg(path, width_px: int = 320) -> bytes | None:
+    """A small JPEG of the photo for report.html, or None when it cannot be decoded."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8)
+    if image is None:
+        return None
+    image = cv2.resize(image, (width_px, max(1, round(image.shape[0] * width_px / image.shape[1]))),
+                       interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return bytes(buf) if ok else None
 
 
 def plot_errors(path_png, fixes: list[PhotoFix], per_photo: list, reference_sigma_m: float) -> None:

@@ -174,10 +174,10 @@ def write_locate_html(out_dir, report: dict, photos: list[dict], thumbnails: dic
     reasons = Counter("accepted" if p.get("accepted") else str(p.get("reason", "?")).split(":")[0] for p in photos)
     counts = esc(", ".join(f"{k}: {n}" for k, n in reasons.most_common()))
     title = f"Photo geolocation: {subject}" if subject else "Photo geolocation report"
-    body = [f"<header><h1>{esc(title)}</h1><div class=\"sub\">Each photo located against the corpus from its "
-            "metadata and the map alone; its own GPS, a consumer receiver's, is only the reference it is scored "
-            "against.</div></header>",
-            section("summary", "Summary", f"{summary}<p>How the photos ended: {counts}</p>")]
+    header = (f"<header><h1>{esc(title)}</h1><div class=\"sub\">Each photo located against the corpus from its "
+              "metadata and the map alone; its own GPS, a consumer receiver's, is only the reference it is scored "
+              "against.</div></header>")
+    body = [header, section("summary", "Summary", f"{summary}<p>How the photos ended: {counts}</p>")]
     errors_png = img(out / "errors.png", "error per photo against its GPS, with the claimed 3-sigma", css_class="wide")
     body.append(section("errors", "Error per photo and its claimed 3σ", errors_png or "<p>No photo was scored.</p>"))
     ranked = sorted(photos, key=_photo_rank)

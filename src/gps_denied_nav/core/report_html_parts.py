@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 COLOR_ACCEPTED = "#2e7d32"
+COLOR_FUSED_OTHERWISE = "#81c784"  # the filter used the fix, not as an update: it (re)initialised from it
+FUSED_OUTCOMES = frozenset({"accepted", "initialised", "reinitialised_accepted", "reinitialised_from_scratch"})
 # Failure colours in the order reasons are met, most frequent first; saturated so they stand out of green.
 COLORS_REJECTED = ("#d32f2f", "#f9a825", "#6a1b9a", "#1565c0", "#ef6c00", "#ad1457", "#00838f", "#5d4037",
                    "#9e9d24", "#546e7a")
@@ -112,19 +114,18 @@ def reason_key(entry: dict) -> str:
 
 
 def is_accepted(entry: dict) -> bool:
-    return entry.get("outcome") == "accepted"
+    """The frame's fix was used by the filter (an update or a (re)initialisation)."""
+    return entry.get("outcome") in FUSED_OUTCOMES
 
 
 def reason_colors(entries: list[dict]) -> dict[str, str]:
-    """One colour per way of ending: green for accepted, the failure palette by frequency for the rest."""
-    counts = Counter(reason_key(e) for e in entries)
-    colors, rejected = {}, 0
-    for key, _n in counts.most_common():
-        if key.endswith(": accepted"):
-            colors[key] = COLOR_ACCEPTED
-        else:
-            colors[key] = COLORS_REJECTED[rejected % len(COLORS_REJECTED)]
-            rejected += 1
+    """One colour per way of ending: greens for fixes the filter used, the failure palette by frequency for the
+    rest."""
+    colors = {reason_key(e): COLOR_ACCEPTED if e.get("outcome") == "accepted" else COLOR_FUSED_OTHERWISE
+              for e in entries if is_accepted(e)}
+    failures = Counter(reason_key(e) for e in entries if not is_accepted(e))
+    for i, (key, _n) in enumerate(failures.most_common()):
+        colors[key] = COLORS_REJECTED[i % len(COLORS_REJECTED)]
     return colors
 
 
@@ -140,10 +141,12 @@ def timeline_svg(entries: list[dict], marker_s: float | None = None, marker_labe
     pad = 10
     usable = width_px - 2 * pad
     mark_w = max(1.0, min(8.0, usable / len(entries)))
-    x_of = lambda ts: pad + (ts - t0) / span_s * (usable - mark_w)  # noqa: E731
+
+    def x_of(ts: float) -> float:
+        return pad + (ts - t0) / span_s * (usable - mark_w)
+
     height_px = strip_px + 34
-    parts = [f"<svg viewBox=\"0 0 {width_px} {height_px}\" width=\"100%\" "
-             f"role=\"img\" aria-label=\"fix timeline\">",
+    parts = [f"<svg viewBox=\"0 0 {width_px} {height_px}\" width=\"100%\" role=\"img\" aria-label=\"fix timeline\">",
              f"<rect x=\"0\" y=\"0\" width=\"{width_px}\" height=\"{strip_px}\" fill=\"#f4f4f4\"/>"]
     # Accepted first, failures last, so that a failure is never hidden under its neighbours' marks.
     for e in sorted(entries, key=is_accepted, reverse=True):
