@@ -152,6 +152,20 @@ def cmd_locate(args) -> int:
     return 0
 
 
+def cmd_bag_import(args) -> int:
+    from gps_denied_nav.replay.photo_clip import photos_in, write_photo_clip
+
+    args.photos = photos_in(args.images)
+    unreadable: dict = {}
+    result = write_photo_clip(_photo_metadata(args, unreadable), args.out, args.max_width_px, args.gnss_photos,
+                              skipped=unreadable)
+    for photo, reason in result.skipped.items():
+        print(f"  skipped {Path(photo).name}: {reason}", file=sys.stderr)
+    print(f"clip {result.path}: {result.frames} frames over {result.duration_s:.1f} s, no IMU: replay it with "
+          f"--params params/gps_denied_nav.yaml --params params/vision_only.yaml")
+    return 0
+
+
 MODE_HELP = ("lockstep (default, for scoring): each frame waits until the graph is done with the previous one, so "
              "figures do not depend on the machine's speed or load; realtime: the clip's own pace, to measure "
              "latency and drops")
@@ -203,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1-sigma of the photos' own GPS, per axis, when scoring against it (consumer GPS: ~3 m)")
     _photo_arguments(p)
     p.set_defaults(func=cmd_locate)
+
+    p = sub.add_parser("bag", help="flight clip bags")
+    bag = p.add_subparsers(dest="bag_command", required=True)
+    p = bag.add_parser("import", help="a replayable clip (no IMU) from a folder of photos")
+    p.add_argument("--images", required=True, help="folder of JPEG photos (EXIF/XMP, or --telemetry)")
+    p.add_argument("--out", required=True, help="clip to write (a rosbag2 MCAP directory)")
+    p.add_argument("--max-width-px", type=int, default=1600, help="frames are shrunk to this width")
+    p.add_argument("--gnss-photos", type=int, default=0,
+                   help="the first N photos' GPS also goes to /gnss/fix (the initialisation before GNSS is lost)")
+    _photo_arguments(p)
+    p.set_defaults(func=cmd_bag_import)
 
     p = sub.add_parser("simulate", help="render a flight clip bag over any GeoTIFF")
     p.add_argument("--ortho", required=True)

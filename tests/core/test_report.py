@@ -178,3 +178,12 @@ def test_retrieval_mosaic_layout_and_determinism():
     assert green.sum() > 4 * 160 and green_none.sum() < green.sum() / 10
     with pytest.raises(ValueError):
         retrieval_mosaic(query, tiles, scores[:3], 0)
+
+
+def test_a_photo_clips_sparse_truth_scores_the_estimates_at_its_photos():
+    """Truth 7 s apart (photos' GPS): estimates within NEAR_TRUTH_S of a photo are scored, none between."""
+    from gps_denied_nav.core.score_times import covered_by_truth
+
+    truth_t = np.array([100.0, 107.0, 114.0])
+    t = np.array([99.99, 100.02, 103.5, 107.0, 113.96, 114.01])
+    assert covered_by_truth(truth_t, t, max_gt_gap_s=1.0).tolist() == [False, True, False, True, True, False]

@@ -59,3 +59,11 @@ def test_imu_overlay_sets_imu_parameters_the_filter_declares_and_matches_its_sen
     assert block["accel_noise_density_mps2_rthz"] == pytest.approx(imu.accel_noise_density_mps2_rthz, rel=0.01)
     assert block["accel_bias_init_sigma_mps2"] >= imu.accel_bias_init_sigma_mps2
     assert block["gyro_bias_init_sigma_radps"] >= imu.gyro_bias_init_sigma_radps
+
+
+def test_vision_only_overlay_sets_parameters_the_nodes_declare():
+    overlay = yaml.safe_load((PARAMS_FILE.parent / "vision_only.yaml").read_text())
+    for node_name, block in overlay.items():
+        declared = {f.name for f in dataclasses.fields(NODE_PARAMS[node_name])}
+        assert set(block["ros__parameters"]) <= declared, (node_name, set(block["ros__parameters"]) - declared)
+    assert overlay["eskf_node"]["ros__parameters"]["motion_model"] == "constant_velocity"

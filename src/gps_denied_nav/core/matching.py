@@ -52,6 +52,10 @@ class MatchingConfig:
     # straight-down view. Over trees a homography can fit canopy and ground together as one tilted plane; a
     # similarity cannot, and a canopy-only fit then fails the height gate (the canopy is metres closer).
     geometry_model: str = "homography"
+
+    def __post_init__(self) -> None:
+        if self.geometry_model not in ("homography", "similarity"):
+            raise ValueError(f"geometry_model must be 'homography' or 'similarity', got {self.geometry_model!r}")
     # Horizontal 1-sigma of the map's own georegistration error, m, added to the fix covariance: a
     # bias shared by every keypoint that no number of inliers averages out. Set it to the orthophoto's
     # stated absolute accuracy; 0 when the map is the truth (simulation, benchmarks).

@@ -23,15 +23,20 @@ def thin_to_rate(t_s: np.ndarray, rate_hz: float | None) -> np.ndarray:
     return np.unique(bins, return_index=True)[1]
 
 
+NEAR_TRUTH_S = 0.05  # a stamp this close to a truth sample is scored against it, whatever the gaps around
+
+
 def covered_by_truth(truth_t_s: np.ndarray, t_s: np.ndarray, max_gt_gap_s: float = DEFAULT_MAX_GT_GAP_S
                      ) -> np.ndarray:
     """Mask [K] of stamps t_s [K] inside the sorted truth stamps truth_t_s [N] (N >= 1) and not between two
-    truth samples more than max_gt_gap_s apart (a stamp equal to a truth stamp is always covered)."""
+    truth samples more than max_gt_gap_s apart, or within NEAR_TRUTH_S of a truth sample: a photo clip's
+    truth (its photos' GPS, seconds apart) scores the estimates published at its photos."""
     gt_t, t = np.asarray(truth_t_s, dtype=float), np.asarray(t_s, dtype=float)
     hi = np.clip(np.searchsorted(gt_t, t, side="left"), 0, gt_t.size - 1)
     lo = np.clip(hi - 1, 0, gt_t.size - 1)
-    exact = gt_t[hi] == t
-    return (t >= gt_t[0]) & (t <= gt_t[-1]) & (exact | (gt_t[hi] - gt_t[lo] <= max_gt_gap_s))
+    near = np.minimum(np.abs(gt_t[hi] - t), np.abs(t - gt_t[lo])) <= NEAR_TRUTH_S
+    inside = (t >= gt_t[0]) & (t <= gt_t[-1])
+    return inside & ((gt_t[hi] - gt_t[lo] <= max_gt_gap_s) | near)
 
 
 def scored_indices(t_s: np.ndarray, truth_t_s: np.ndarray, rate_hz: float | None,

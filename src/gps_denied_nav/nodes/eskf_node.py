@@ -67,8 +67,14 @@ class EskfNode(FilterStart, StageNode):
         self.origin_pub = self.publisher(NavSatFix, names.MAP_ORIGIN,
                                          qos=QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.tf_broadcaster = tf_broadcaster(self) if p.publish_tf else None
-        # Deep IMU queue: replayed at speed, a shallow one loses samples (ros2-on-pip.md).
-        self.subscribe(Imu, names.IMU, self._on_imu, depth=2000)
+        if self.config.motion_model == "imu":
+            # Deep IMU queue: replayed at speed, a shallow one loses samples (ros2-on-pip.md).
+            self.subscribe(Imu, names.IMU, self._on_imu, depth=2000)
+        else:  # no IMU (a photo clip): clock ticks drive the constant-velocity model, and nothing waits for IMU
+            self.tick_timer = self.create_timer(1.0 / p.cv_rate_hz, self._on_tick)
+            self.get_logger().info(f"motion model {self.config.motion_model}: no IMU, propagating on clock ticks "
+                                   f"at {p.cv_rate_hz:g} Hz")
+        self.status.set("motion_model", self.config.motion_model)
         self.enable_timing("eskf")
         self.subscribe(VisualFix, names.VISUAL_FIX, self._on_visual_fix, depth=20)
         self.subscribe(FluidPressure, names.BARO, self._on_baro, depth=50)
@@ -99,6 +105,9 @@ class EskfNode(FilterStart, StageNode):
 
     def release_stage(self) -> None:
         self.__dict__.pop("filter", None)
+        if hasattr(self, "tick_timer"):
+            self.destroy_timer(self.tick_timer)
+            del self.tick_timer
         self.tf_broadcaster = None
 
     # --- inputs ----------------------------------------------------------------------------------
@@ -122,6 +131,24 @@ class EskfNode(FilterStart, StageNode):
         self.last_gyro = gyro
         self.accel_window.append(accel)
         self.gyro_window.append(gyro)
+        self._advance(stamp_s, accel, gyro)
+
+    def _on_tick(self) -> None:
+        """Constant-velocity model: the node's clock (/clock in a replay) is the filter's input."""
+        stamp_s = self.get_clock().now().nanoseconds * 1e-9
+        if not self.active or stamp_s <= 0.0:  # no /clock yet
+            return
+        last_s, verdict = self.imu_stamps.last_s, self.imu_stamps.check(stamp_s)
+        if verdict == "reanchored":
+            self._restart(f"the clock jumped from {last_s:.3f} s to {stamp_s:.3f} s")
+        elif verdict != "ok":
+            return  # a clock standing still (lockstep replay waiting) or stepping back: nothing to do
+        self.status.count("clock_ticks")
+        self._advance(stamp_s, np.zeros(3), np.zeros(3))
+
+    def _advance(self, stamp_s: float, accel, gyro) -> None:
+        """Propagate to a new input stamp and publish on schedule."""
+        p = self.params
         if not self.filter.initialized or stamp_s <= self.filter.stamp_s:
             return  # before the initialisation stamp
         self.filter.propagate(stamp_s, accel, gyro)

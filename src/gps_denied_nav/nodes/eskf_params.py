@@ -5,10 +5,10 @@ import math
 from dataclasses import dataclass
 
 from gps_denied_nav.core.eskf_config import EskfConfig, ImuGapModel
-from gps_denied_nav.core.eskf_propagation import ProcessNoise
+from gps_denied_nav.core.eskf_propagation import ConstantVelocityNoise, ProcessNoise
 from gps_denied_nav.nodes.stage_node import StageParams
 
-_NOISE = ProcessNoise()
+_NOISE, _CV = ProcessNoise(), ConstantVelocityNoise()
 # GNSS fixes this far apart give the initial velocity and course: long enough that fix noise
 # (~1.5 m) makes under 1 m/s of velocity error, short enough that turns barely bias it.
 INIT_BASELINE_S = 2.0
@@ -50,9 +50,17 @@ class EskfParams(StageParams):
     reinit_tilt_sigma_rad: float = 0.1  # roll/pitch 1σ after a re-initialisation (heading from the fix)
     heading_align_sigma_rad: float = 0.05  # heading 1σ above which a strong visual fix resets the heading
     publish_tf: bool = True  # map -> base_link on /tf (when tf2_ros is installed)
+    # "imu" (the ESKF on IMU samples) or "constant_velocity" (no IMU: a photo clip; fixes carry position,
+    # velocity and heading; params/vision_only.yaml): white acceleration and heading-rate densities, tick rate.
+    motion_model: str = "imu"
+    cv_accel_density_mps2_rthz: float = _CV.accel_density_mps2_rthz
+    cv_yaw_rate_density_radps_rthz: float = _CV.yaw_rate_density_radps_rthz
+    cv_rate_hz: float = 20.0
 
     def filter_config(self) -> EskfConfig:
         """The filter's configuration (raises ValueError on a bad value: configure then fails)."""
+        if not self.cv_rate_hz > 0.0:
+            raise ValueError(f"cv_rate_hz must be positive, got {self.cv_rate_hz}")
         noise = ProcessNoise(self.accel_noise_density_mps2_rthz, self.gyro_noise_density_radps_rthz,
                              self.accel_bias_random_walk_mps3_rthz, self.gyro_bias_random_walk_radps2_rthz,
                              self.baro_offset_random_walk_m_rts)
@@ -62,5 +70,7 @@ class EskfParams(StageParams):
             max_consecutive_visual_rejections=self.max_consecutive_visual_rejections,
             max_accel_mps2=self.max_accel_mps2, max_gyro_radps=self.max_gyro_radps, max_speed_mps=self.max_speed_mps,
             max_future_s=self.max_future_s, max_pending_events=self.max_pending_events,
+            motion_model=self.motion_model, constant_velocity=ConstantVelocityNoise(
+                self.cv_accel_density_mps2_rthz, self.cv_yaw_rate_density_radps_rthz),
             imu_gap=ImuGapModel(self.imu_gap_nominal_max_s, self.imu_gap_accel_density_mps2_rthz,
                                 self.imu_gap_gyro_density_radps_rthz))

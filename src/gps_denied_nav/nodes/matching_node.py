@@ -41,6 +41,8 @@ _MATCH = MatchingConfig()
 class MatchingParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus with precomputed tile features
     candidates_to_match: int = 3  # best retrieval candidates tried per frame
+    candidate_window_tiles: float = 1.0  # match a candidate's features within this many tile sides around it
+    level_camera: bool = False  # a gimbal holds the camera level: assume so before the filter has an attitude
     max_features: int = _MATCH.max_features  # SIFT features detected on the query
     ratio_test: float = _MATCH.ratio  # Lowe's ratio
     ransac_threshold_px: float = _MATCH.ransac_threshold_px  # USAC MAGSAC inlier threshold
@@ -49,6 +51,8 @@ class MatchingParams(StageParams):
     covariance_inflation: float = _MATCH.covariance_inflation  # variance factor for unmodelled error
     map_registration_sigma_m: float = float("nan")  # the orthophoto's absolute accuracy; NaN: the corpus's
     max_tilt_deg: float = _MATCH.max_tilt_deg  # implausible attitude beyond this
+    mutual_check: bool = _MATCH.mutual_check  # keep a match only if it is also the tile keypoint's nearest
+    geometry_model: str = _MATCH.geometry_model  # homography | similarity (tilt from the filter, see core.matching)
     image_cache_size: int = 20  # frames kept while their candidates are on the way
     max_prior_age_s: float = 1.0  # a fused fix further from the frame's stamp is no height prior
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
@@ -71,7 +75,8 @@ class MatchingNode(StageNode):
                                      min_inlier_spread=p.min_inlier_spread,
                                      covariance_inflation=p.covariance_inflation,
                                      map_registration_sigma_m=registration_sigma_m,
-                                     terrain_sigma_m=self.corpus.manifest.terrain_sigma_m, max_tilt_deg=p.max_tilt_deg)
+                                     terrain_sigma_m=self.corpus.manifest.terrain_sigma_m, max_tilt_deg=p.max_tilt_deg,
+                                     mutual_check=p.mutual_check, geometry_model=p.geometry_model)
         self.R_body_cam = camera_mount_rotation(tuple(p.camera_mount_rpy_deg))
         self.images: OrderedDict[float, np.ndarray] = OrderedDict()
         self.query_features: OrderedDict[float, Future] = OrderedDict()  # SIFT of cached frames, when done
@@ -172,12 +177,18 @@ class MatchingNode(StageNode):
         stamp_s = stamp_to_s(msg.header.stamp)
         timer.mark("queue_wait")
         candidates = []
+        window_m = 0.5 * self.params.candidate_window_tiles * self.corpus.tile_size_m
         for cand in msg.candidates[: self.params.candidates_to_match]:
-            kp_enu_m, desc = self.corpus.tile_features(cand.index)
+            if self.params.candidate_window_tiles > 1.0:  # the tile and its surroundings: a footprint it cuts
+                kp_enu_m, desc = self.corpus.features_in_window(self.corpus.tile_centres_enu_m[cand.index], window_m)
+            else:
+                kp_enu_m, desc = self.corpus.tile_features(cand.index)
             candidates.append(TileFeatures(cand.tile_id, kp_enu_m, desc, cand.score))
         q = self.poses.lookup(stamp_s, tolerance_s=0.5)
         agl = self.fused_agl
         agl_m = agl[1] if agl is not None and abs(agl[0] - stamp_s) <= self.params.max_prior_age_s else None
+        if q is None and self.params.level_camera:  # no filter attitude yet: a gimbal holds the camera level
+            q = np.array([1.0, 0.0, 0.0, 0.0])
         prior = None if q is None else PosePrior(R_world_body=quat_to_rotmat(q), agl_m=agl_m)
         timer.mark("tile_features")
         features = self._features_of(stamp_s)

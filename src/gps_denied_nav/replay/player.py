@@ -35,6 +35,9 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
+GATE_FLOW_S = 0.5  # lockstep, clips without an IMU: how far past a pending frame the clip plays before waiting
+
+
 class BagPlayer:
     def __init__(self, node: Node, bag_path: str | Path, rate: float = 1.0,
                  progress: Callable[[float, float], None] | None = None, clock_rate_hz: float = 50.0,
@@ -75,6 +78,7 @@ class BagPlayer:
             conns = list(reader.connections)
             for conn in conns:
                 self._publisher(conn.topic, conn.msgtype)
+            sparse = all(conn.topic != names.IMU for conn in conns)  # e.g. a photo clip (gdn bag import)
             # Let DDS match the new publishers with the graph's subscribers before the first message.
             time.sleep(1.0)
             wall0 = time.monotonic()
@@ -85,11 +89,19 @@ class BagPlayer:
                     break
                 t_s = stamp_ns * 1e-9
                 is_image = conn.topic == names.IMAGE
-                if is_image and self._gate is not None and last_frame_s is not None:
+                # Lockstep: the clock must not run past a frame the graph is still working on. A clip with an
+                # IMU reaches its next frame within a frame period and waits there; a sparse one (photos
+                # seconds apart, no IMU) waits once it is GATE_FLOW_S past the frame.
+                if (self._gate is not None and last_frame_s is not None
+                        and (is_image or (sparse and t_s - last_frame_s > GATE_FLOW_S))):
                     wall0 += self._gate.wait(last_frame_s)  # the schedule resumes where it stopped
-                delay = wall0 + (t_s - self.start_s) / self._rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                    last_frame_s = None
+                if sparse:
+                    next_clock_s = self._wait_until(wall0, t_s, next_clock_s)
+                else:
+                    delay = wall0 + (t_s - self.start_s) / self._rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                 if t_s >= next_clock_s:
                     self.publish_clock(t_s)
                     next_clock_s = t_s + self._clock_period_s
@@ -103,6 +115,20 @@ class BagPlayer:
             if self._gate is not None and last_frame_s is not None and not self._stop.is_set():
                 self._gate.wait(last_frame_s)
         self.finished.set()
+
+    def _wait_until(self, wall0: float, t_s: float, next_clock_s: float) -> float:
+        """Sleep until the clip's t_s is due, publishing /clock on schedule meanwhile (as ``ros2 bag play
+        --clock`` does): between sparse messages, e.g. photos 7 s apart, time must still flow for nodes that
+        run on it (the constant-velocity filter's ticks). Returns the next /clock stamp due."""
+        while True:
+            delay = wall0 + (t_s - self.start_s) / self._rate - time.monotonic()
+            if delay <= 0 or self._stop.is_set():
+                return next_clock_s
+            now_s = self.start_s + (time.monotonic() - wall0) * self._rate
+            if next_clock_s <= now_s < t_s:
+                self.publish_clock(now_s)
+                next_clock_s = now_s + self._clock_period_s
+            time.sleep(min(delay, self._clock_period_s / self._rate))
 
     def hold_clock(self, duration_s: float) -> None:
         """Keep /clock running past the end of the clip so in-flight frames can finish."""
