@@ -4,7 +4,16 @@ from glob import glob
 from setuptools import find_packages, setup
 
 package_name = "gps_denied_nav"
-nodes = ["inference_node", "retrieval_node", "matching_node", "eskf_node", "lifecycle_manager"]
+# A literal list, so that tests/nodes/test_launch.py can read it with ast and check the launch files against it.
+console_scripts = [
+    "inference_node = gps_denied_nav.nodes.inference_node:main",
+    "retrieval_node = gps_denied_nav.nodes.retrieval_node:main",
+    "matching_node = gps_denied_nav.nodes.matching_node:main",
+    "eskf_node = gps_denied_nav.nodes.eskf_node:main",
+    "lifecycle_manager = gps_denied_nav.nodes.lifecycle_manager:main",
+    "gps_denied_nav_graph = gps_denied_nav.nodes.graph_main:main",  # all of the above in one process
+    "gdn = gps_denied_nav.cli:main",
+]
 
 setup(
     name=package_name,
@@ -26,8 +35,5 @@ setup(
     maintainer_email="maintainers@gps-denied-nav.dev",
     description="GNSS-denied UAV navigation: visual geo-localisation fused with IMU in an ESKF.",
     license="Apache-2.0",
-    entry_points={
-        "console_scripts": [f"{n} = {package_name}.nodes.{n}:main" for n in nodes]
-        + ["gdn = gps_denied_nav.cli:main"],
-    },
+    entry_points={"console_scripts": console_scripts},
 )

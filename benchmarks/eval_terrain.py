@@ -47,6 +47,7 @@ from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
 from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.map_raster import load_geotiff
+from gps_denied_nav.nodes.params import params_block
 from gps_denied_nav.replay.machine import machine_info
 from gps_denied_nav.replay.session import DEFAULT_PARAMS, print_progress
 from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
@@ -64,8 +65,8 @@ DURATION_S, GNSS_S, SCORE_FROM_S = 120.0, 10.0, 15.0
 GAP_S = 5.0  # fixes further apart than this leave the filter on its own (the outage, or a gap in the map)
 RECONVERGE_S = 3.0  # after a fix-less window, re-convergence is scored apart for this long
 INCONSISTENT_NEES, INCONSISTENT_M, RECOVERED_M = 18.4, 10.0, 5.0  # chi-square(2) 99.99 %
-IMU_OVERLAYS = {"bmi088": {}, "consumer_mems": yaml.safe_load(
-    (ROOT / "params" / "imu_consumer_mems.yaml").read_text())["eskf_node"]["ros__parameters"]}
+IMU_OVERLAYS = {"bmi088": {}, "consumer_mems": params_block(yaml.safe_load(
+    (ROOT / "params" / "imu_consumer_mems.yaml").read_text()), "eskf_node")}
 
 
 def prepare_corpora(cache: Path) -> dict:

@@ -1,39 +1,73 @@
 """Launch the gps_denied_nav graph on a full ROS 2 install (Humble on the Jetson).
 
-    ros2 launch gps_denied_nav gps_denied_nav.launch.py corpus_dir:=/data/corpus [params_file:=...] [use_sim_time:=true]
+    ros2 launch gps_denied_nav gps_denied_nav.launch.py corpus_dir:=/data/corpus [namespace:=uav1]
+        [use_composition:=true] [image_topic:=/cam0/image_raw] [log_level:=debug] [use_sim_time:=true]
 
-Starts the four lifecycle nodes and the lifecycle manager that configures and activates them in order;
-the same nodes and parameters as ``gdn run`` (which hosts them in one process where launch_ros is absent).
+Starts the four lifecycle nodes and the lifecycle manager that configures and activates them in order: one
+process per node (as on the aircraft), or with ``use_composition:=true`` all of them in one process
+(``gps_denied_nav_graph``, the host ``gdn run`` uses). Every name in the graph is relative but /clock,
+/diagnostics, /tf and /tf_static, so ``namespace`` moves the whole graph; the ``*_topic`` arguments remap the
+sensor inputs, e.g. to a driver's topics.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
-MANAGED = ("eskf_node", "inference_node", "retrieval_node", "matching_node")
+PACKAGE = "gps_denied_nav"
+MANAGED = ("eskf_node", "inference_node", "retrieval_node", "matching_node")  # the manager's node_names
+# (launch argument, the input the nodes subscribe to): relative, so that the default follows `namespace`.
+SENSOR_INPUTS = (
+    ("image_topic", "camera/image_raw"),
+    ("camera_info_topic", "camera/camera_info"),
+    ("imu_topic", "imu/data"),
+    ("baro_topic", "baro/pressure"),
+    ("gnss_topic", "gnss/fix"),
+)
+# The manager brings the nodes down in order on Ctrl-C (about 0.2 s per transition, 8 transitions): give
+# the one-process host more than launch's default 5 s before SIGTERM.
+GRAPH_SIGTERM_TIMEOUT_S = "15"
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("gps_denied_nav"), "params", "gps_denied_nav.yaml")
-    params_file = LaunchConfiguration("params_file")
-    threads_file = LaunchConfiguration("threads_params_file")  # e.g. params/threads_orin.yaml
-    overrides = {"corpus_dir": LaunchConfiguration("corpus_dir"), "use_sim_time": LaunchConfiguration("use_sim_time")}
-    nodes = [
-        LifecycleNode(package="gps_denied_nav", executable=name, name=name, namespace="", output="screen",
-                      parameters=[params_file, threads_file, overrides])
-        for name in MANAGED
-    ]
-    manager = Node(package="gps_denied_nav", executable="lifecycle_manager", name="lifecycle_manager",
-                   output="screen", parameters=[params_file, {"use_sim_time": LaunchConfiguration("use_sim_time")}])
+    default_params = os.path.join(get_package_share_directory(PACKAGE), "params", "gps_denied_nav.yaml")
+    composed = LaunchConfiguration("use_composition")
+    overrides = {"corpus_dir": LaunchConfiguration("corpus_dir"), "use_sim_time": LaunchConfiguration("use_sim_time"),
+                 "autostart": LaunchConfiguration("autostart")}  # nodes ignore the keys they do not declare
+    # `namespace=` on each node rather than PushRosNamespace: an empty namespace then means the root
+    # namespace, where Humble's PushRosNamespace would reject an empty string.
+    common = dict(
+        package=PACKAGE, namespace=LaunchConfiguration("namespace"), output="screen",
+        parameters=[LaunchConfiguration("params_file"), LaunchConfiguration("threads_params_file"), overrides],
+        remappings=[(topic, LaunchConfiguration(argument)) for argument, topic in SENSOR_INPUTS],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )
+    # No `name=` for the one-process host: a __node remap would rename every node it hosts to the same name.
+    graph = Node(executable="gps_denied_nav_graph", condition=IfCondition(composed),
+                 sigterm_timeout=GRAPH_SIGTERM_TIMEOUT_S, **common)
+    nodes = [LifecycleNode(executable=name, name=name, condition=UnlessCondition(composed), **common)
+             for name in MANAGED]
+    manager = Node(executable="lifecycle_manager", name="lifecycle_manager", condition=UnlessCondition(composed),
+                   **common)
     return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of every node and topic"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters"),
         DeclareLaunchArgument("threads_params_file", default_value=default_params,
                               description="thread budget overlay, e.g. the package's params/threads_orin.yaml"),
         DeclareLaunchArgument("corpus_dir", description="tile corpus made by `gdn provision`"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate the nodes at start (else: ~/startup service)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
+        DeclareLaunchArgument("use_composition", default_value="false",
+                              description="true: every node in one process (gps_denied_nav_graph)"),
+        *[DeclareLaunchArgument(argument, default_value=topic, description=f"topic to read as {topic}")
+          for argument, topic in SENSOR_INPUTS],
+        graph,
         *nodes,
         manager,
     ])

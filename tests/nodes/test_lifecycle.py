@@ -9,6 +9,7 @@ import yaml
 from lifecycle_msgs.msg import State
 from rclpy.lifecycle import TransitionCallbackReturn
 
+from gps_denied_nav.nodes.params import params_block
 from gps_denied_nav.nodes.eskf_node import EskfNode
 from gps_denied_nav.nodes.inference_node import InferenceNode
 from gps_denied_nav.nodes.matching_node import MatchingNode
@@ -57,7 +58,7 @@ def test_declared_parameters_equal_the_yaml_block(ros, name):
     node = NODE_CLASSES[name]()
     try:
         declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}  # ROS-internal
-        block = yaml.safe_load(PARAMS_FILE.read_text())[name]["ros__parameters"]
+        block = params_block(yaml.safe_load(PARAMS_FILE.read_text()), name)
         assert declared == set(block)
     finally:
         node.destroy_node()

@@ -86,3 +86,31 @@ def test_a_node_that_refuses_to_come_down_does_not_stop_the_others(small_corpus,
         callbacks[State.TRANSITION_STATE_DEACTIVATING] = on_deactivate
         host.close()
     assert host.manager.node_states[names.INFERENCE_NODE] == "unconfigured"
+
+
+def test_heartbeat_puts_the_graph_in_error_when_a_node_dies(small_corpus):
+    """A node whose process died stops answering get_state: the manager says which, ~/is_active says false,
+    and shutdown still brings the others down."""
+    from std_srvs.srv import Trigger
+
+    host = GraphHost(DEFAULT_PARAMS, {"corpus_dir": str(small_corpus), "heartbeat_timeout_s": 3.0}).start()
+    dead = next(n for n in host.graph_nodes if n.get_name() == names.MATCHING_NODE)
+    try:
+        host.wait_until_active(timeout_s=120.0)
+        client = host.manager.create_client(Trigger, "lifecycle_manager/is_active")
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout_s=10.0) and future.result().success, future.result()
+        # "Kill" the matching node: its executor stops and the node is gone, as if its process had died.
+        executor = next(e for n, e in host._executors if n is dead)
+        executor.shutdown(timeout_sec=5.0)
+        dead.destroy_node()
+        assert wait_for(lambda: not host.manager.active, timeout_s=20.0)
+        assert host.manager.failure.startswith(f"{names.MATCHING_NODE}: heartbeat"), host.manager.failure
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout_s=10.0)
+        assert future.result().success is False and names.MATCHING_NODE in future.result().message
+    finally:
+        host._executors = [(n, e) for n, e in host._executors if n is not dead]
+        host.close()
+    assert host.manager.node_states[names.ESKF_NODE] == "unconfigured"

@@ -10,6 +10,7 @@ from gps_denied_nav.nodes.eskf_node import EskfParams
 from gps_denied_nav.nodes.inference_node import InferenceParams
 from gps_denied_nav.nodes.lifecycle_manager import LifecycleManagerParams
 from gps_denied_nav.nodes.matching_node import MatchingParams
+from gps_denied_nav.nodes.params import params_block
 from gps_denied_nav.nodes.retrieval_node import RetrievalParams
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params" / "gps_denied_nav.yaml"
@@ -25,13 +26,13 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def test_yaml_has_one_block_per_node():
-    assert set(yaml.safe_load(PARAMS_FILE.read_text())) == set(NODE_PARAMS)
+def test_yaml_has_one_block_per_node_in_any_namespace():
+    assert set(yaml.safe_load(PARAMS_FILE.read_text())) == {f"/**/{name}" for name in NODE_PARAMS}
 
 
 @pytest.mark.parametrize("node_name", sorted(NODE_PARAMS))
 def test_yaml_block_equals_declared_parameters(node_name):
-    block = yaml.safe_load(PARAMS_FILE.read_text())[node_name]["ros__parameters"]
+    block = params_block(yaml.safe_load(PARAMS_FILE.read_text()), node_name)
     declared = {f.name: f.default for f in dataclasses.fields(NODE_PARAMS[node_name])}
     assert set(block) == set(declared), "YAML keys differ from the declared parameters"
     for key, default in declared.items():
@@ -40,18 +41,19 @@ def test_yaml_block_equals_declared_parameters(node_name):
 
 def test_orin_thread_overlay_sets_only_thread_parameters_the_nodes_declare():
     overlay = yaml.safe_load((PARAMS_FILE.parent / "threads_orin.yaml").read_text())
-    assert set(overlay) <= set(NODE_PARAMS)
-    for node_name, block in overlay.items():
+    assert set(overlay) <= {f"/**/{name}" for name in NODE_PARAMS}
+    for node_name in NODE_PARAMS:
+        block = params_block(overlay, node_name) or {}
         declared = {f.name for f in dataclasses.fields(NODE_PARAMS[node_name])}
-        keys = set(block["ros__parameters"])
+        keys = set(block)
         assert keys <= declared and all(k.endswith("_threads") for k in keys), (node_name, keys - declared)
-        assert all(isinstance(v, int) and v >= 1 for v in block["ros__parameters"].values())
+        assert all(isinstance(v, int) and v >= 1 for v in block.values())
 
 
 def test_imu_overlay_sets_imu_parameters_the_filter_declares_and_matches_its_sensor_class():
     from gps_denied_nav.sim.imu_model import ImuNoiseModel
 
-    block = yaml.safe_load((PARAMS_FILE.parent / "imu_consumer_mems.yaml").read_text())["eskf_node"]["ros__parameters"]
+    block = params_block(yaml.safe_load((PARAMS_FILE.parent / "imu_consumer_mems.yaml").read_text()), "eskf_node")
     declared = {f.name for f in dataclasses.fields(EskfParams)}
     assert set(block) <= declared and all(k.startswith(("accel_", "gyro_")) for k in block)
     imu = ImuNoiseModel.consumer_mems()
@@ -63,7 +65,8 @@ def test_imu_overlay_sets_imu_parameters_the_filter_declares_and_matches_its_sen
 
 def test_vision_only_overlay_sets_parameters_the_nodes_declare():
     overlay = yaml.safe_load((PARAMS_FILE.parent / "vision_only.yaml").read_text())
-    for node_name, block in overlay.items():
+    assert set(overlay) <= {f"/**/{name}" for name in NODE_PARAMS}
+    for node_name in NODE_PARAMS:
         declared = {f.name for f in dataclasses.fields(NODE_PARAMS[node_name])}
-        assert set(block["ros__parameters"]) <= declared, (node_name, set(block["ros__parameters"]) - declared)
-    assert overlay["eskf_node"]["ros__parameters"]["motion_model"] == "constant_velocity"
+        assert set(params_block(overlay, node_name) or {}) <= declared, node_name
+    assert params_block(overlay, "eskf_node")["motion_model"] == "constant_velocity"

@@ -17,7 +17,8 @@ from collections import Counter, deque
 import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+from nav_msgs.msg import Path
 from sensor_msgs.msg import FluidPressure, Imu, NavSatFix, NavSatStatus
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m
@@ -33,8 +34,8 @@ from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.eskf_inputs import Refused, read_baro, read_gnss, read_imu, read_visual_fix
 from gps_denied_nav.nodes.eskf_outputs import (FilterHealth, counter_values, diagnostics_values, lost_fix_msg,
-                                               navsatfix_msg, odometry_msg, origin_msg, tf_broadcaster,
-                                               transform_msg)
+                                               navsatfix_msg, odometry_msg, origin_msg, visual_fix_pose_msg)
+from gps_denied_nav.nodes.eskf_tf import MapTransformPublisher
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.nodes.eskf_params import EskfParams
 from gps_denied_nav.nodes.eskf_start import FilterStart
@@ -64,12 +65,14 @@ class EskfNode(FilterStart, StageNode):
         self.status.set_health(lambda: self.health(getattr(self, "filter", None), self.imu_gaps))
         self.odom_pub = self.publisher(Odometry, names.ODOMETRY, depth=20)
         self.fix_pub = self.publisher(NavSatFix, names.FIX, depth=20)
-        self.origin_pub = self.publisher(NavSatFix, names.MAP_ORIGIN,
-                                         qos=QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.tf_broadcaster = tf_broadcaster(self) if p.publish_tf else None
+        self.origin_pub = self.publisher(NavSatFix, names.MAP_ORIGIN, latched=True)
+        self.origin_stamp = None
+        self.fix_pose_pub = self.publisher(PoseWithCovarianceStamped, names.VISUAL_FIX_POSE, depth=20)
+        self.path_pub = self.publisher(Path, names.PATH, depth=2)
+        self.path: deque = deque(maxlen=max(1, p.path_length))
+        self.tf = MapTransformPublisher(self, p.tf_mode, p.odom_frame, self.status)
         if self.config.motion_model == "imu":
-            # Deep IMU queue: replayed at speed, a shallow one loses samples (ros2-on-pip.md).
-            self.subscribe(Imu, names.IMU, self._on_imu, depth=2000)
+            self.subscribe_sensor(Imu, names.IMU, self._on_imu, depth=p.imu_qos_depth)
         else:  # no IMU (a photo clip): clock ticks drive the constant-velocity model, and nothing waits for IMU
             self.tick_timer = self.create_timer(1.0 / p.cv_rate_hz, self._on_tick)
             self.get_logger().info(f"motion model {self.config.motion_model}: no IMU, propagating on clock ticks "
@@ -77,8 +80,8 @@ class EskfNode(FilterStart, StageNode):
         self.status.set("motion_model", self.config.motion_model)
         self.enable_timing("eskf")
         self.subscribe(VisualFix, names.VISUAL_FIX, self._on_visual_fix, depth=20)
-        self.subscribe(FluidPressure, names.BARO, self._on_baro, depth=50)
-        self.subscribe(NavSatFix, names.GNSS_FIX, self._on_gnss, depth=20)
+        self.subscribe_sensor(FluidPressure, names.BARO, self._on_baro)
+        self.subscribe_sensor(NavSatFix, names.GNSS_FIX, self._on_gnss)
 
     def _restart(self, why: str = "") -> None:
         """A fresh, uninitialised filter (configure, or an IMU clock that jumped: the old time base is gone)."""
@@ -100,7 +103,7 @@ class EskfNode(FilterStart, StageNode):
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         result = super().on_activate(state)
         if self.frame is not None:
-            self.origin_pub.publish(origin_msg(self.frame))
+            self.origin_pub.publish(origin_msg(self.frame, self.origin_stamp, self.params.map_frame))
         return result
 
     def release_stage(self) -> None:
@@ -108,7 +111,7 @@ class EskfNode(FilterStart, StageNode):
         if hasattr(self, "tick_timer"):
             self.destroy_timer(self.tick_timer)
             del self.tick_timer
-        self.tf_broadcaster = None
+        self.tf = None
 
     # --- inputs ----------------------------------------------------------------------------------
     def _on_imu(self, msg: Imu) -> None:
@@ -179,7 +182,7 @@ class EskfNode(FilterStart, StageNode):
         if self.frame is None:
             if not self.gnss_run.trusted:
                 return
-            self._set_frame(*self.gnss_run.run[0].geodetic)
+            self._set_frame(*self.gnss_run.run[0].geodetic, msg.header.stamp)
         pos = self.frame.to_enu(fix.lat_deg, fix.lon_deg, fix.alt_m)
         if self.filter.initialized:
             self._log_outcome(self.filter.update_gnss(fix.stamp_s, pos, fix.cov_enu_m2))
@@ -220,9 +223,11 @@ class EskfNode(FilterStart, StageNode):
             return "refused_clock"
         self.status.count("visual_fixes_received")  # refused ones are counted under their reason only
         if self.frame is None:
-            self._set_frame(fix.lat_deg, fix.lon_deg, fix.alt_m)
+            self._set_frame(fix.lat_deg, fix.lon_deg, fix.alt_m, msg.header.stamp)
         stamp_s, cov = fix.stamp_s, fix.cov_enu_m2
         pos = self.frame.to_enu(fix.lat_deg, fix.lon_deg, fix.alt_m)
+        self.fix_pose_pub.publish(visual_fix_pose_msg(msg.header.stamp, pos, cov, heading_rad, heading_var_rad2,
+                                                      self.params.map_frame))
         strong = msg.inliers >= self.params.reinit_min_inliers
         if not self.filter.initialized:
             # No GNSS ever: position and heading from the fix, velocity unknown (any UAV airspeed).
@@ -248,9 +253,10 @@ class EskfNode(FilterStart, StageNode):
         return outcome.status.value
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _set_frame(self, lat_deg: float, lon_deg: float, alt_m: float) -> None:
+    def _set_frame(self, lat_deg: float, lon_deg: float, alt_m: float, stamp=None) -> None:
         self.frame = LocalTangentPlane(lat_deg, lon_deg, alt_m)
-        self.origin_pub.publish(origin_msg(self.frame))
+        self.origin_stamp = stamp
+        self.origin_pub.publish(origin_msg(self.frame, stamp, self.params.map_frame))
         self.get_logger().info(f"map origin set at {lat_deg:.7f}, {lon_deg:.7f}, {alt_m:.1f} m")
 
     def _log_outcome(self, outcome) -> None:
@@ -267,15 +273,23 @@ class EskfNode(FilterStart, StageNode):
                 self.fix_pub.publish(lost_fix_msg(f.stamp_s, self.last_trusted_geodetic))
             return
         est = StateEstimate(f.stamp_s, f.state, f.covariance)
-        odom = odometry_msg(est, self.last_gyro)
+        odom = odometry_msg(est, self.last_gyro, self.params.map_frame, self.params.base_frame)
         self.odom_pub.publish(odom)
         tracking = reason is ReinitReason.NONE
-        fix = navsatfix_msg(est, self.frame, has_fix=tracking)
+        fix = navsatfix_msg(est, self.frame, has_fix=tracking, base_frame=self.params.base_frame)
         self.fix_pub.publish(fix)
         if tracking:
             self.last_trusted_geodetic = (fix.latitude, fix.longitude, fix.altitude)
-        if self.tf_broadcaster is not None:
-            self.tf_broadcaster.sendTransform(transform_msg(odom))
+        self.tf.publish(odom)
+        self._extend_path(odom)
+
+    def _extend_path(self, odom: Odometry) -> None:
+        """~path for rviz: one pose per path_period_s of the fused trajectory, the last path_length of them."""
+        stamp_s = self.filter.stamp_s
+        if self.path and stamp_s - self.path[-1][0] < self.params.path_period_s:
+            return
+        self.path.append((stamp_s, PoseStamped(header=odom.header, pose=odom.pose.pose)))
+        self.path_pub.publish(Path(header=odom.header, poses=[pose for _, pose in self.path]))
 
     def _filter_diagnostics(self) -> dict:
         if not hasattr(self, "filter") or not self.filter.initialized:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
-from geometry_msgs.msg import TransformStamped
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import NavSatFix, NavSatStatus
 
@@ -19,13 +19,14 @@ from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp, wxyz_to_quat_msg
 
 
-def odometry_msg(est: StateEstimate, gyro_body_radps: np.ndarray) -> Odometry:
+def odometry_msg(est: StateEstimate, gyro_body_radps: np.ndarray, map_frame: str = names.MAP_FRAME,
+                 base_frame: str = names.BODY_FRAME) -> Odometry:
     """map -> base_link pose with covariance; twist in base_link (REP-105: twist in the child frame)."""
     s, P = est.state, est.covariance
     msg = Odometry()
     msg.header.stamp = s_to_stamp(est.stamp_s)
-    msg.header.frame_id = names.MAP_FRAME
-    msg.child_frame_id = names.BODY_FRAME
+    msg.header.frame_id = map_frame
+    msg.child_frame_id = base_frame
     p = msg.pose.pose.position
     p.x, p.y, p.z = (float(v) for v in s.pos_enu_m)
     wxyz_to_quat_msg(s.q_world_body, msg.pose.pose.orientation)
@@ -47,12 +48,13 @@ def odometry_msg(est: StateEstimate, gyro_body_radps: np.ndarray) -> Odometry:
     return msg
 
 
-def navsatfix_msg(est: StateEstimate, frame: LocalTangentPlane, has_fix: bool) -> NavSatFix:
+def navsatfix_msg(est: StateEstimate, frame: LocalTangentPlane, has_fix: bool,
+                  base_frame: str = names.BODY_FRAME) -> NavSatFix:
     """Fused WGS84 position with its ENU covariance; status NO_FIX asks retrieval to search globally."""
     lat, lon, alt = frame.to_geodetic(est.state.pos_enu_m)
     msg = NavSatFix(latitude=float(lat), longitude=float(lon), altitude=float(alt))
     msg.header.stamp = s_to_stamp(est.stamp_s)
-    msg.header.frame_id = names.BODY_FRAME
+    msg.header.frame_id = base_frame
     msg.status.status = NavSatStatus.STATUS_FIX if has_fix else NavSatStatus.STATUS_NO_FIX
     msg.status.service = NavSatStatus.SERVICE_GPS
     msg.position_covariance = [float(v) for v in est.covariance[E_POS, E_POS].ravel()]
@@ -60,19 +62,31 @@ def navsatfix_msg(est: StateEstimate, frame: LocalTangentPlane, has_fix: bool) -
     return msg
 
 
-def transform_msg(odom: Odometry) -> TransformStamped:
-    tf = TransformStamped()
-    tf.header = odom.header
-    tf.child_frame_id = odom.child_frame_id
-    p = odom.pose.pose.position
-    tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = p.x, p.y, p.z
-    tf.transform.rotation = odom.pose.pose.orientation
-    return tf
+def visual_fix_pose_msg(stamp, pos_enu_m: np.ndarray, cov_enu_m2: np.ndarray, heading_rad: float,
+                        heading_var_rad2: float, map_frame: str = names.MAP_FRAME) -> PoseWithCovarianceStamped:
+    """A visual fix in ``map`` as a standard message (rviz, robot_localization's pose input): position and
+    heading (yaw about up) with their covariance; roll and pitch are not measured (variance 1e6)."""
+    msg = PoseWithCovarianceStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, map_frame
+    p = msg.pose.pose.position
+    p.x, p.y, p.z = (float(v) for v in pos_enu_m)
+    half = 0.5 * heading_rad
+    o = msg.pose.pose.orientation
+    o.w, o.x, o.y, o.z = math.cos(half), 0.0, 0.0, math.sin(half)
+    cov = np.zeros((6, 6))
+    cov[:3, :3] = cov_enu_m2
+    cov[3, 3] = cov[4, 4] = 1e6
+    cov[5, 5] = heading_var_rad2
+    msg.pose.covariance = [float(v) for v in cov.ravel()]
+    return msg
 
 
-def origin_msg(frame: LocalTangentPlane) -> NavSatFix:
+def origin_msg(frame: LocalTangentPlane, stamp=None, map_frame: str = names.MAP_FRAME) -> NavSatFix:
+    """The map frame's origin (latched): stamped when it was set, frame_id the map frame."""
     msg = NavSatFix(latitude=frame.origin_lat_deg, longitude=frame.origin_lon_deg, altitude=frame.origin_alt_m)
-    msg.header.frame_id = names.MAP_FRAME
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = map_frame
     msg.status.status = NavSatStatus.STATUS_FIX
     return msg
 
@@ -141,13 +155,3 @@ def lost_fix_msg(stamp_s: float, geodetic: tuple[float, float, float]) -> NavSat
     msg.status.status = NavSatStatus.STATUS_NO_FIX
     msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_UNKNOWN
     return msg
-
-
-def tf_broadcaster(node):
-    """map -> base_link broadcaster, or None when tf2_ros is not installed (not on PyPI: odometry only)."""
-    try:
-        from tf2_ros import TransformBroadcaster
-    except ImportError:
-        node.get_logger().info("tf2_ros is not installed: map -> base_link goes out on odometry only")
-        return None
-    return TransformBroadcaster(node)

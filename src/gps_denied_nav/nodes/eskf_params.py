@@ -13,6 +13,7 @@ _NOISE, _CV = ProcessNoise(), ConstantVelocityNoise()
 # (~1.5 m) makes under 1 m/s of velocity error, short enough that turns barely bias it.
 INIT_BASELINE_S = 2.0
 _FILTER = EskfConfig()
+TF_MODES = ("map_to_odom", "map_to_base_link", "none")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,16 @@ class EskfParams(StageParams):
     reinit_max_chord_s: float = 3.0  # the two strong fixes that re-initialise a lost filter: at most this apart
     reinit_tilt_sigma_rad: float = 0.1  # roll/pitch 1σ after a re-initialisation (heading from the fix)
     heading_align_sigma_rad: float = 0.05  # heading 1σ above which a strong visual fix resets the heading
-    publish_tf: bool = True  # map -> base_link on /tf (when tf2_ros is installed)
+    imu_qos_depth: int = 200  # best-effort IMU queue: 1 s at 200 Hz rides out a busy executor, then drops the oldest
+    # REP-105 frames. tf_mode "map_to_odom": map -> odom from the fused pose and the latest odom -> base_link (as
+    # robot_localization and amcl do, beside MAVROS/VIO odometry); "map_to_base_link" only where this node is
+    # the sole odometry source; "none". Published through tf2_ros where it is installed (not on PyPI).
+    map_frame: str = "map"
+    odom_frame: str = "odom"
+    base_frame: str = "base_link"
+    tf_mode: str = "map_to_odom"
+    path_length: int = 600  # poses kept on ~path (nav_msgs/Path for rviz), one per path_period_s
+    path_period_s: float = 1.0
     # "imu" (the ESKF on IMU samples) or "constant_velocity" (no IMU: a photo clip; fixes carry position,
     # velocity and heading; params/vision_only.yaml): white acceleration and heading-rate densities, tick rate.
     motion_model: str = "imu"
@@ -59,6 +69,8 @@ class EskfParams(StageParams):
 
     def filter_config(self) -> EskfConfig:
         """The filter's configuration (raises ValueError on a bad value: configure then fails)."""
+        if self.tf_mode not in TF_MODES:
+            raise ValueError(f"tf_mode must be one of {TF_MODES}, got {self.tf_mode!r}")
         if not self.cv_rate_hz > 0.0:
             raise ValueError(f"cv_rate_hz must be positive, got {self.cv_rate_hz}")
         noise = ProcessNoise(self.accel_noise_density_mps2_rthz, self.gyro_noise_density_radps_rthz,

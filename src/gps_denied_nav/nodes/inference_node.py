@@ -63,8 +63,8 @@ class InferenceNode(StageNode):
         self.enable_timing("inference")
         self.worker = LatestWorker("inference", self._describe, self._on_skip,
                                    self._on_error)
-        self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
-        self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
+        self.subscribe_sensor(Image, names.IMAGE, self._on_image)
+        self.subscribe_sensor(CameraInfo, names.CAMERA_INFO, self.on_camera_info)
         self.track_attitude()
         self.subscribe(NavSatFix, names.FIX, self._on_fix)
         self.get_logger().info(f"model {self.extractor.model_id} on {self.extractor.device}")

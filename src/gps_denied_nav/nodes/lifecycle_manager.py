@@ -5,8 +5,12 @@ Like nav2's lifecycle manager it is a plain node (something has to manage the ma
 transitions, each with a timeout, so a node that is slow to load its model does not stall the others'
 callbacks. A failed or timed-out transition is logged with the node and transition names and shows as
 ERROR on /diagnostics; at start-up it stops the sequence. Shutdown asks each node it has touched for its
-state (``/<node>/get_state``) and sends only the transitions valid from there, so that after a failed
+state (``<node>/get_state``) and sends only the transitions valid from there, so that after a failed
 start-up the nodes already up still come down; a node that refuses is skipped, the others go on.
+Once the graph is active a heartbeat asks every node for its state each ``heartbeat_period_s``: a node that
+died (no answer within ``heartbeat_timeout_s``) or left the active state puts the graph in ERROR on
+/diagnostics and ``~/is_active`` answers false (as nav2's lifecycle manager and bond do). Service names are
+relative: a namespace moves the manager and the nodes it manages together.
 """
 from __future__ import annotations
 
@@ -38,6 +42,9 @@ class LifecycleManagerParams:
     autostart: bool = True  # configure and activate all nodes at start-up
     transition_timeout_s: float = 60.0  # configure loads models and indexes: allow for a slow disk
     service_wait_s: float = 20.0  # how long to wait for a node's change_state service before asking anyway
+    heartbeat_period_s: float = 1.0  # once active: each node's get_state this often (0: no heartbeat)
+    heartbeat_timeout_s: float = 10.0  # no answer for this long: the node is declared dead (GIL-bound executors
+                                       # of a loaded one-process graph answer late, never this late)
 
 
 class LifecycleManager(Node):
@@ -45,8 +52,11 @@ class LifecycleManager(Node):
         super().__init__(names.LIFECYCLE_MANAGER, **kwargs)
         declare_parameters(self, LifecycleManagerParams)
         self.params = read_parameters(self, LifecycleManagerParams)
-        self._change_state = {n: self.create_client(ChangeState, f"/{n}/change_state") for n in self.params.node_names}
-        self._get_state = {n: self.create_client(GetState, f"/{n}/get_state") for n in self.params.node_names}
+        self._change_state = {n: self.create_client(ChangeState, names.CHANGE_STATE.format(node=n))
+                              for n in self.params.node_names}
+        self._get_state = {n: self.create_client(GetState, names.GET_STATE.format(node=n))
+                           for n in self.params.node_names}
+        self._heartbeats: dict[str, tuple] = {}  # node -> (future, sent monotonic s)
         self._queue: list[tuple[str, int, str]] = []
         self._pending = None  # (node, label, future, deadline)
         self._probing_since: dict[str, float] = {}  # node -> when the first probe went out
@@ -60,10 +70,13 @@ class LifecycleManager(Node):
         self._diag = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self.create_service(Trigger, "~/startup", self._on_startup)
         self.create_service(Trigger, "~/shutdown", self._on_shutdown)
+        self.create_service(Trigger, "~/is_active", self._on_is_active)
         # Steady-clock timers: with use_sim_time a replay's /clock only starts once the graph is up.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(0.1, self._step, clock=steady)
         self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        if self.params.heartbeat_period_s > 0:
+            self.create_timer(self.params.heartbeat_period_s, self._heartbeat, clock=steady)
         if self.params.autostart:
             self.startup()
 
@@ -75,7 +88,8 @@ class LifecycleManager(Node):
     def shutdown(self) -> None:
         """Bring down, in reverse order, every node that was sent a transition, from the state it reports."""
         self._stopping, self.active = True, False
-        self._enqueue([(n, *GET_STATE) for n in reversed(self.params.node_names) if n in self._touched])
+        self._enqueue([(n, *GET_STATE) for n in reversed(self.params.node_names)
+                       if n in self._touched and self.node_states[n] != "not responding"])  # dead: not asked again
 
     @property
     def busy(self) -> bool:
@@ -94,6 +108,39 @@ class LifecycleManager(Node):
         self.startup()
         response.success, response.message = True, "bringing up " + ", ".join(self.params.node_names)
         return response
+
+    def _on_is_active(self, _request, response):
+        response.success = self.active
+        response.message = self.failure or ("all nodes active" if self.active else "not active: " + ", ".join(
+            f"{n} {s}" for n, s in self.node_states.items()))
+        return response
+
+    def _heartbeat(self) -> None:
+        """While active: every node answers get_state and is still active, or the graph is in ERROR."""
+        if not self.active or self.busy:
+            self._heartbeats.clear()
+            return
+        now = time.monotonic()
+        for node in self.params.node_names:
+            if node not in self._heartbeats:
+                self._heartbeats[node] = (self._get_state[node].call_async(GetState.Request()), now)
+                continue
+            future, sent_s = self._heartbeats[node]
+            if future.done():
+                del self._heartbeats[node]
+                result = future.result()
+                state = result.current_state.label if result is not None else "no answer"
+                if state != "active":
+                    self._lost(node, f"heartbeat: it is '{state}'", state)
+            elif now - sent_s > self.params.heartbeat_timeout_s:
+                self._lost(node, f"heartbeat: no answer to get_state for {now - sent_s:.0f} s (the node died?)",
+                           "not responding")
+
+    def _lost(self, node: str, why: str, state: str) -> None:
+        self.failure = f"{node}: {why}"
+        self.node_states[node], self.active = state, False
+        self._heartbeats.clear()
+        self.get_logger().error(self.failure)
 
     def _on_shutdown(self, _request, response):
         self.shutdown()

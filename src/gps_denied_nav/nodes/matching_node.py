@@ -87,8 +87,8 @@ class MatchingNode(StageNode):
         self.feature_worker = LatestWorker("query_features", self._describe_query,
                                            lambda item: item[2].set_result(None),
                                            lambda item, exc: item[2].set_result(None))
-        self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
-        self.subscribe(CameraInfo, names.CAMERA_INFO, self.on_camera_info, depth=5)
+        self.subscribe_sensor(Image, names.IMAGE, self._on_image)
+        self.subscribe_sensor(CameraInfo, names.CAMERA_INFO, self.on_camera_info)
         self.subscribe(RetrievalCandidates, names.CANDIDATES, self._on_candidates)
         self.track_attitude()  # a pose whose tilt disagrees with the filter's is a wrong match
         # ... and one whose height above the ground disagrees with the fused altitude's (a wrong scale)

@@ -1,4 +1,10 @@
-"""Node names and topic names of the graph, in one place (interfaces.md is the public contract)."""
+"""Node names and topic names of the graph, in one place (interfaces.md is the public contract).
+
+The constants are the names in the root namespace, as bags record them. Nodes create every topic, service
+and client under its ``relative`` name, so that a namespace (``ros2 launch ... namespace:=uav1``, or
+``-r __ns:=/uav1``) moves the whole graph, as ROS 2 expects of a package; only the ROS-wide topics stay
+absolute.
+"""
 
 INFERENCE_NODE = "inference_node"
 RETRIEVAL_NODE = "retrieval_node"
@@ -23,6 +29,8 @@ ODOMETRY = "/gps_denied_nav/odometry"
 FIX = "/gps_denied_nav/fix"
 MAP_ORIGIN = "/gps_denied_nav/map_origin"
 VISUAL_FIX = "/gps_denied_nav/visual_fix"
+VISUAL_FIX_POSE = "/gps_denied_nav/visual_fix_pose"  # PoseWithCovarianceStamped in map: rviz, robot_localization
+PATH = "/gps_denied_nav/path"  # nav_msgs/Path in map: the recent fused trajectory for rviz
 DESCRIPTOR = "/gps_denied_nav/descriptor"
 CANDIDATES = "/gps_denied_nav/retrieval/candidates"
 DEBUG_IMAGE = "/gps_denied_nav/retrieval/debug_image"
@@ -30,5 +38,19 @@ MARKERS = "/gps_denied_nav/retrieval/markers"
 STAGE_TIMING = "/gps_denied_nav/timing"  # StageTiming: one record per frame and stage
 DIAGNOSTICS = "/diagnostics"
 
+TF = "/tf"
+TF_STATIC = "/tf_static"
+GLOBAL_TOPICS = frozenset((CLOCK, DIAGNOSTICS, TF, TF_STATIC))  # one per ROS graph, never namespaced
+
+# Services (relative to the node: ~/name) and the lifecycle services of a managed node (relative to the namespace)
+CHANGE_STATE = "{node}/change_state"
+GET_STATE = "{node}/get_state"
+
 MAP_FRAME = "map"
+ODOM_FRAME = "odom"
 BODY_FRAME = "base_link"
+
+
+def relative(topic: str) -> str:
+    """The name a node creates ``topic`` under: relative (namespaced) unless it is one of GLOBAL_TOPICS."""
+    return topic if topic in GLOBAL_TOPICS else topic.lstrip("/")

@@ -26,3 +26,10 @@ def read_parameters(node: Node, params_cls: type[T]) -> T:
         value = node.get_parameter(field.name).value
         values[field.name] = tuple(value) if isinstance(value, list) else value
     return params_cls(**values)
+
+
+def params_block(document: dict, node_name: str) -> dict | None:
+    """A node's ``ros__parameters`` in a parsed params file, whether keyed ``/**/node`` (any namespace, as our
+    files are) or plain ``node``; None when the file has no block for it."""
+    block = document.get(f"/**/{node_name}", document.get(node_name))
+    return None if block is None else block["ros__parameters"]

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image, NavSatFix, NavSatStatus
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
@@ -23,6 +22,7 @@ from gps_denied_nav.core.input_checks import geodetic_problem
 from gps_denied_nav.core.retrieval import search
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.qos import latched_qos
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.core.threads import ThreadBudget
@@ -64,10 +64,9 @@ class RetrievalNode(StageNode):
         self.marker_pub = self.publisher(MarkerArray, names.MARKERS, depth=2)
         self.subscribe(GlobalDescriptor, names.DESCRIPTOR, self._on_descriptor)
         self.subscribe(NavSatFix, names.FIX, self._on_fix)
-        self.subscribe(NavSatFix, names.MAP_ORIGIN, self._on_map_origin,
-                       qos=QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.subscribe(NavSatFix, names.MAP_ORIGIN, self._on_map_origin, qos=latched_qos())
         if self.params.publish_debug_image:
-            self.subscribe(Image, names.IMAGE, self._on_image, depth=5)
+            self.subscribe_sensor(Image, names.IMAGE, self._on_image)
         self.srv = self.create_service(SetBool, "~/set_global_search", self._on_set_global)
         self.get_logger().info(f"corpus {self.params.corpus_dir}: {self.corpus.num_tiles} tiles")
 

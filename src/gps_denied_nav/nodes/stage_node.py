@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo
 
 from gps_denied_nav.core.errors import RuntimeUnavailable
@@ -26,6 +25,7 @@ from gps_denied_nav.nodes.attitude_buffer import PoseBuffer
 from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics, quat_msg_to_wxyz, stamp_to_s
 from gps_denied_nav.nodes.diagnostics import NodeStatus
 from gps_denied_nav.nodes.params import declare_parameters, read_parameters
+from gps_denied_nav.nodes.qos import internal_qos, latched_qos, sensor_qos
 from gps_denied_nav_interfaces.msg import StageTiming
 
 # What a bad file or parameter raises while configuring (CorpusError and CheckpointError are ValueErrors);
@@ -41,6 +41,8 @@ class StageParams:
 
     executor_threads: int = 1  # callbacks only convert and hand over; heavy work runs on the node's worker
     blas_threads: int = 1  # numpy/scipy BLAS pools (process-wide); the filter's 16x16 products gain nothing from more
+    sensor_qos_reliability: str = "best_effort"  # sensor inputs: "best_effort" matches every driver (nodes/qos.py)
+    sensor_qos_depth: int = 5  # camera, camera_info, baro, GNSS queues: the newest samples, not a backlog
 
 
 class StageNode(LifecycleNode):
@@ -117,9 +119,10 @@ class StageNode(LifecycleNode):
         self._configured = False
 
     # --- helpers for configure_stage -------------------------------------------------------------
-    def subscribe(self, msg_type, topic: str, callback, depth: int = 10, qos: QoSProfile | None = None):
+    def subscribe(self, msg_type, topic: str, callback, depth: int = 10, qos=None):
         """A subscription whose callback cannot take the node down: an exception escaping a callback
-        would stop rclpy's executor, so it is counted, logged with its traceback and the message dropped."""
+        would stop rclpy's executor, so it is counted, logged with its traceback and the message dropped.
+        ``topic`` is a names.* constant, created under its relative name (namespaces); QoS reliable unless given."""
         def guarded(msg) -> None:
             try:
                 callback(msg)
@@ -127,11 +130,18 @@ class StageNode(LifecycleNode):
                 self.status.drop("callback_error", f"{topic}: {type(exc).__name__}: {exc}")
                 self.get_logger().error(traceback.format_exc(), throttle_duration_sec=10.0)
 
-        self._subs.append(self.create_subscription(msg_type, topic, guarded, qos or QoSProfile(depth=depth)))
+        self._subs.append(self.create_subscription(msg_type, names.relative(topic), guarded,
+                                                   qos or internal_qos(depth)))
         return self._subs[-1]
 
-    def publisher(self, msg_type, topic: str, depth: int = 10, qos: QoSProfile | None = None):
-        self._pubs.append(self.create_lifecycle_publisher(msg_type, topic, qos or QoSProfile(depth=depth)))
+    def subscribe_sensor(self, msg_type, topic: str, callback, depth: int | None = None):
+        """A sensor input (camera, IMU, baro, GNSS) with the sensor-data QoS of the node's parameters."""
+        return self.subscribe(msg_type, topic, callback, qos=sensor_qos(
+            depth or self.params.sensor_qos_depth, self.params.sensor_qos_reliability))
+
+    def publisher(self, msg_type, topic: str, depth: int = 10, qos=None, latched: bool = False):
+        qos = latched_qos() if latched else qos or internal_qos(depth)
+        self._pubs.append(self.create_lifecycle_publisher(msg_type, names.relative(topic), qos))
         return self._pubs[-1]
 
     def enable_timing(self, stage: str) -> None:

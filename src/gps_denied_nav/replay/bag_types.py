@@ -13,6 +13,9 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 INTERFACES_PACKAGE = "gps_denied_nav_interfaces"
+# rosbag2 metadata version of every bag written here: Humble's rosbag2 reads up to 8 (version 9 changed
+# offered_qos_profiles' type), and `ros2 bag play` on the Jetson must open our clips and outputs.
+BAG_VERSION = 8
 
 
 def _interface_msg_dir() -> Path:

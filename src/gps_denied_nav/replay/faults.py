@@ -27,7 +27,7 @@ from gps_denied_nav.core.report import GeoTrack
 from gps_denied_nav.core.report_state import StateTrack
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import quat_msg_to_wxyz, s_to_stamp, stamp_to_s
-from gps_denied_nav.replay.bag_types import typestore
+from gps_denied_nav.replay.bag_types import BAG_VERSION, typestore
 from gps_denied_nav.replay.player import message_class
 from gps_denied_nav.sim.clip import read_clip, read_ground_truth
 from gps_denied_nav_interfaces.msg import VisualFix
@@ -123,7 +123,7 @@ def write_faulted_clip(clip: Path, out: Path, fault: str, at_s: float) -> Path:
     """``clip`` with ``fault`` injected ``at_s`` after its start, written as an MCAP bag at ``out``."""
     messages = read_messages(clip)
     faulted = faulted_messages(messages, fault, at_s, GeoTrack.from_arrays(*read_ground_truth(clip)))
-    writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer = Writer(out, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     try:
         conns = {}

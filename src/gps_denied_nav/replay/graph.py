@@ -19,10 +19,14 @@ from rclpy.node import Node
 from gps_denied_nav.nodes.node_main import make_executor
 
 
-def ros_args(params_file: str | Path | list | tuple | None, overrides: dict[str, object] | None = None) -> list[str]:
+def ros_args(params_file: str | Path | list | tuple | None, overrides: dict[str, object] | None = None,
+             namespace: str = "") -> list[str]:
     """Command-line style ROS arguments: params files (later ones override earlier ones, e.g. the Orin thread
-    budget after the main file) plus ``name:=value`` overrides for every node."""
+    budget after the main file), ``name:=value`` overrides for every node, and the namespace every node of the
+    process is pushed into (``-r __ns:=``, as ``ros2 launch``'s namespace does; topics are relative)."""
     args = ["--ros-args"]
+    if namespace:
+        args += ["-r", f"__ns:={'/' + namespace.strip('/')}"]
     files = [params_file] if isinstance(params_file, (str, Path)) else list(params_file or [])
     for path in files:
         args += ["--params-file", str(path)]
@@ -81,15 +85,18 @@ class GraphHost:
     """
 
     def __init__(self, params_file: str | Path | None, overrides: dict[str, object] | None = None,
-                 domain_id: int | None = None):
-        """``domain_id``: the DDS domain of the hosted graph (None: ROS_DOMAIN_ID, as any ROS 2 process)."""
+                 domain_id: int | None = None, namespace: str = "", arguments: list[str] | None = None):
+        """``domain_id``: the DDS domain of the hosted graph (None: ROS_DOMAIN_ID, as any ROS 2 process);
+        ``namespace``: every node's namespace; ``arguments``: a process's own command line (``--ros-args ...``
+        as ``ros2 launch`` passes it) instead of params_file/overrides/namespace."""
         from gps_denied_nav.nodes.eskf_node import EskfNode
         from gps_denied_nav.nodes.inference_node import InferenceNode
         from gps_denied_nav.nodes.lifecycle_manager import LifecycleManager
         from gps_denied_nav.nodes.matching_node import MatchingNode
         from gps_denied_nav.nodes.retrieval_node import RetrievalNode
 
-        rclpy.init(args=ros_args(params_file, overrides), domain_id=domain_id)
+        rclpy.init(args=arguments if arguments is not None else ros_args(params_file, overrides, namespace),
+                   domain_id=domain_id)
         self.graph_nodes = [EskfNode(), InferenceNode(), RetrievalNode(), MatchingNode()]
         self.manager = LifecycleManager()
         self._executors: list[tuple[Node, Executor]] = []

@@ -36,7 +36,8 @@ class FrameGate:
         self.frames_waited = 0
         self.timeouts: list[float] = []  # stamps of frames that never reported an end
         self.waited_s = 0.0  # wall time the player spent waiting in all
-        self._sub = node.create_subscription(StageTiming, names.STAGE_TIMING, self._on_timing, QoSProfile(depth=200))
+        self._sub = node.create_subscription(StageTiming, names.relative(names.STAGE_TIMING), self._on_timing,
+                                             QoSProfile(depth=200))
 
     def _on_timing(self, msg: StageTiming) -> None:
         if not msg.forwarded:

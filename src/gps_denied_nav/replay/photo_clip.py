@@ -20,6 +20,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from gps_denied_nav.core.camera import CameraIntrinsics
 from gps_denied_nav.core.photo_metadata import PhotoMetadata
 from gps_denied_nav.nodes import names
+from gps_denied_nav.replay.bag_types import BAG_VERSION
 from gps_denied_nav.sim.clip import CAMERA_FRAME, TOPIC_TYPES, _Messages, clip_typestore
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff")
@@ -64,7 +65,7 @@ def write_photo_clip(metas: list[PhotoMetadata], out_path, max_width_px: int = 1
     store = clip_typestore()
     m = _Messages(store)
     t = m.t
-    writer = Writer(Path(out_path), version=8, storage_plugin=StoragePlugin.MCAP)  # Humble's ros2 bag reads 8
+    writer = Writer(Path(out_path), version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     try:
         conns = {topic: writer.add_connection(topic, TOPIC_TYPES[topic], typestore=store)

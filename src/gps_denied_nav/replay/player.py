@@ -25,6 +25,7 @@ from rosgraph_msgs.msg import Clock
 
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp
+from gps_denied_nav.nodes.qos import sensor_qos
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.lockstep import FrameGate, header_stamp_s
 
@@ -35,13 +36,17 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
+SENSOR_TOPICS = (names.IMAGE, names.CAMERA_INFO, names.IMU, names.BARO, names.GNSS_FIX)
 GATE_FLOW_S = 0.5  # lockstep, clips without an IMU: how far past a pending frame the clip plays before waiting
 
 
 class BagPlayer:
     def __init__(self, node: Node, bag_path: str | Path, rate: float = 1.0,
                  progress: Callable[[float, float], None] | None = None, clock_rate_hz: float = 50.0,
-                 gate: FrameGate | None = None):
+                 gate: FrameGate | None = None, sensor_qos: bool = False):
+        """``sensor_qos``: publish the sensor topics best effort with the sensor-data profile, as camera drivers
+        and MAVROS do (``ros2 bag play`` replays the recorded profiles); else reliable. Topics go out under
+        their relative names: a namespaced player feeds a namespaced graph."""
         if rate <= 0:
             raise ValueError(f"replay rate must be > 0, got {rate}")
         self.bag_path = Path(bag_path)
@@ -51,6 +56,7 @@ class BagPlayer:
         self._rate = rate
         self._progress = progress
         self._gate = gate
+        self._sensor_qos = sensor_qos
         self.image_published_wall_s: dict[float, float] = {}  # exposure stamp -> time.time() at publishing
         # /clock at a fixed rate, as `ros2 bag play --clock` does: every node with use_sim_time takes
         # each /clock message, so one per bag message (~300/s here) would swamp the executors.
@@ -65,7 +71,8 @@ class BagPlayer:
     def _publisher(self, topic: str, msgtype: str):
         if topic not in self._pubs:
             depth = 2000 if topic == names.IMU else 50
-            self._pubs[topic] = self._node.create_publisher(message_class(msgtype), topic, QoSProfile(depth=depth))
+            qos = sensor_qos(depth) if self._sensor_qos and topic in SENSOR_TOPICS else QoSProfile(depth=depth)
+            self._pubs[topic] = self._node.create_publisher(message_class(msgtype), names.relative(topic), qos)
         return self._pubs[topic]
 
     def publish_clock(self, t_s: float) -> None:

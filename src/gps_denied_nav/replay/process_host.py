@@ -43,8 +43,8 @@ class ProcessGraphHost:
     """The GraphHost interface (add_node, start, wait_until_active, close) over one process per node."""
 
     def __init__(self, params_file: str | Path | None, overrides: dict[str, object] | None = None,
-                 domain_id: int | None = None):
-        self._args = ros_args(params_file, overrides)
+                 domain_id: int | None = None, namespace: str = ""):
+        self._args = ros_args(params_file, overrides, namespace)
         self._env = dict(os.environ)
         if domain_id is not None:
             self._env["ROS_DOMAIN_ID"] = str(domain_id)

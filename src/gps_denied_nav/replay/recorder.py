@@ -24,7 +24,7 @@ from gps_denied_nav.core.report_state import StateTrack
 from gps_denied_nav.core.stage_timing import TimingRecord
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import stamp_to_s
-from gps_denied_nav.replay.bag_types import typestore
+from gps_denied_nav.replay.bag_types import BAG_VERSION, typestore
 from gps_denied_nav.replay.player import message_class
 
 OUTPUT_TOPICS = {
@@ -80,10 +80,11 @@ class OutputRecorder:
         topics = dict(OUTPUT_TOPICS)
         if record_debug_images:
             topics[names.DEBUG_IMAGE] = "sensor_msgs/msg/Image"
-        self._writer = Writer(Path(bag_path), version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer = Writer(Path(bag_path), version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._conns = {t: self._writer.add_connection(t, m, typestore=typestore()) for t, m in topics.items()}
-        self._subs = [node.create_subscription(message_class(m), t, self._callback(t), self._qos(t), raw=True)
+        self._subs = [node.create_subscription(message_class(m), names.relative(t), self._callback(t), self._qos(t),
+                                               raw=True)
                       for t, m in topics.items()]
 
     @staticmethod

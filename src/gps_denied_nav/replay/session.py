@@ -87,12 +87,15 @@ def print_progress(stage: str, done: float, total: float) -> None:
 def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: float = 1.0,
            params_file: str | Path | None = None, record_debug_images: bool = False,
            drain_s: float = 3.0, domain_id: int | None = None, mode: str = "lockstep",
-           lockstep_timeout_s: float = 10.0, process_per_node: bool = False) -> ReplayReport:
+           lockstep_timeout_s: float = 10.0, process_per_node: bool = False, namespace: str = "",
+           sensor_qos: bool = False) -> ReplayReport:
     """Replay ``clip`` through the graph and score it. ``domain_id``: the DDS domain to run on; None picks a
     private one (``graph.private_domain_id``) so that a replay never mixes with a live graph or another
     replay; give one to watch the replay from rviz or ``ros2 topic`` (with that ROS_DOMAIN_ID). ``mode``:
     lockstep or realtime (module docstring); ``lockstep_timeout_s`` releases a frame no stage reported.
-    ``process_per_node``: each node in a process of its own, as ``ros2 launch`` runs them (else one process)."""
+    ``process_per_node``: each node in a process of its own, as ``ros2 launch`` runs them (else one process).
+    ``namespace``: the graph and the player in it (topics relative); ``sensor_qos``: the player publishes the
+    sensor topics best effort (sensor-data QoS), as drivers do. outputs.mcap keeps the root-namespace names."""
     if mode not in MODES:
         raise ValueError(f"replay mode must be one of {MODES}, got {mode!r}")
     clip, corpus_dir, out_dir = Path(clip), Path(corpus_dir), Path(out_dir)
@@ -112,12 +115,13 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     machine = machine_info()
     host_cls = ProcessGraphHost if process_per_node else GraphHost
     host = host_cls(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True},
-                    domain_id=domain_id)
+                    domain_id=domain_id, namespace=namespace)
     try:
         tool = Node("gdn_replay")
         recorder = OutputRecorder(tool, out_bag, record_debug_images)
         gate = FrameGate(tool, lockstep_timeout_s) if mode == "lockstep" else None
-        player = BagPlayer(tool, clip, rate, progress=lambda d, t: print_progress("replay s", d, t), gate=gate)
+        player = BagPlayer(tool, clip, rate, progress=lambda d, t: print_progress("replay s", d, t), gate=gate,
+                           sensor_qos=sensor_qos)
         host.add_node(tool)
         host.start()
         host.wait_until_active()
@@ -141,7 +145,8 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
                           estimate_states=s.odometry_states())
     timing = summarize_timing(s.timing, sent)
     report = dataclasses.replace(report, extras={
-        "mode": mode, "rate": rate, "latency_clock": "wall: image published -> fix received",
+        "mode": mode, "rate": rate, "namespace": "/" + namespace.strip("/"), "sensor_qos": "best_effort" if sensor_qos else
+        "reliable", "latency_clock": "wall: image published -> fix received",
         "host": "process per node" if process_per_node else "one process", "peak_rss_mb": rss,
         "lockstep": gate.summary() if gate is not None else None, "timing": timing,
         "machine": {**machine, "load_avg_after": machine_info()["load_avg_1_5_15"]}})

@@ -19,6 +19,7 @@ from rosbags.typesys import Stores, get_typestore
 from gps_denied_nav.core.baro import altitude_to_pressure_pa
 from gps_denied_nav.core.rotations import quat_to_rotmat_batch
 from gps_denied_nav.nodes import names
+from gps_denied_nav.replay.bag_types import BAG_VERSION
 from gps_denied_nav.sim.flight import FlightData, GroundTruth
 
 CLIP_EPOCH_NS = 1_700_000_000 * 10**9  # flight time 0 (2023-11-14), fixed so that clips are reproducible
@@ -162,7 +163,7 @@ def write_clip(flight: FlightData, bag_path, progress: Callable[[float, float], 
     m = _Messages(store)
     streams = [_camera_stream(m, flight), _imu_stream(m, flight), _baro_stream(m, flight), _gnss_stream(m, flight),
                _truth_streams(m, flight.truth_imu, max(1, int(round(flight.config.imu_rate_hz / truth_rate_hz))))]
-    writer = Writer(bag_path, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer = Writer(bag_path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     try:
         conns = {topic: writer.add_connection(topic, msgtype, typestore=store)
