@@ -12,19 +12,23 @@ the first 10 s only and a 60 s camera outage early (20-80 s) or late (55-115 s),
 ``EskfNode`` (terrain_runs.py). Scored against the truth in the filter's own map frame:
 
 - divergence: the filter restarted, its horizontal error left its own 99.99 % ellipse (NEES > 18.4) by more
-  than 10 m, or the run ended more than 5 m off. A filter that declares itself lost when its covariance
+  than 10 m, or it ended more than 5 m off although fixes had been flowing for RECONVERGE_S (a run that ends
+  inside a fix-less window, e.g. the sloped flights whose last 60 s have no map under them, is held to the
+  ellipse, not to 5 m). A filter that declares itself lost when its covariance
   outgrows ``max_position_cov_trace_m2`` (a long dead-reckoning gap) is honest, not diverged: counted apart;
-- vertical RMSE; horizontal RMSE from 15 s on outside the outage, and where fixes flow (not within a fix-less
-  window, the outage or a gap in the map, nor in the first RECONVERGE_S after one: re-convergence is scored
-  on its own, the time from the first returning fix until the error is below 2 m);
+- vertical RMSE; horizontal RMSE from 15 s on: outside the outage; also outside every other fix gap (ground
+  with no map under it, the time from the end of GNSS to the first fix, frames the matcher refused in a row),
+  re-convergence after them included; and where fixes flow and have settled (not within RECONVERGE_S after a
+  gap: re-convergence is scored on its own, the time from the first returning fix until the error is below 2 m);
 - while the filter is on its own: the share of probes whose horizontal error lies inside its 3σ ellipse;
 - 3-D position NEES averaged over the runs at each probe, against the 95 % bounds for that many runs.
 
 The frames are rendered from the very imagery the corpora hold (no season or sensor change) and the
-terrain is known exactly: an upper bound for real flights. First run ~1 h 40 min on 2 cores (rendering and
-matching 3 x 5 flights ~40 min, 600 filter runs ~60 min); later runs reuse the cached fixes.
+terrain is known exactly: an upper bound for real flights. First run ~3 h on 2 cores (rendering and
+matching 3 x 5 flights ~40 min; each filter run, 120 s of 200 Hz IMU through the node's callbacks, ~50 s on one
+core: 300 runs ~2 h); fixes and runs are cached under --cache, so a later run re-scores in seconds.
 
-    .venv/bin/python benchmarks/eval_terrain.py [--runs-per-terrain 200] [--flights 5] [--workers 2]
+    .venv/bin/python benchmarks/eval_terrain.py [--runs-per-terrain 100] [--flights 5] [--workers 2]
 """
 from __future__ import annotations
 
@@ -112,11 +116,15 @@ def cached_fixes(cache: Path, name: str, raster, corpus_dir: Path, base: dict, s
 _worker: dict = {}
 
 
+def run_path(spec, cache: Path) -> Path:
+    return cache / "runs" / (f"{spec.terrain}_{spec.seed}_{spec.sensor_seed}_{spec.imu_class}_"
+                             f"{spec.outage_s[0]:g}-{spec.outage_s[1]:g}.npz")
+
+
 def _run(args) -> tuple:
     """One run in a worker; its probe series cached (a new scoring needs no new runs)."""
     spec, cache = args
-    path = cache / "runs" / (f"{spec.terrain}_{spec.seed}_{spec.sensor_seed}_{spec.imu_class}_"
-                             f"{spec.outage_s[0]:g}-{spec.outage_s[1]:g}.npz")
+    path = run_path(spec, cache)
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             run = {k: z[k] for k in ("t_s", "err_enu_m", "cov_pos_m2", "lost", "fix_stamps_s")}
@@ -165,9 +173,13 @@ def score(spec, run: dict) -> dict:
         if np.isfinite(b):
             reconverge_s.append(float(t[back[0]] - b) if len(back) else np.inf)
     inconsistent = bool(((nees_h > INCONSISTENT_NEES) & (err_h > INCONSISTENT_M)).any())
-    diverged = bool(run["counts"].get("filter_restarts", 0) or inconsistent or err_h[-1] > RECOVERED_M)
+    fixes = run["fix_stamps_s"]
+    ended_with_fixes = len(fixes) > 0 and t[-1] - float(fixes[-1]) <= RECONVERGE_S and not settling[-1]
+    failed_to_recover = ended_with_fixes and err_h[-1] > RECOVERED_M
+    diverged = bool(run["counts"].get("filter_restarts", 0) or inconsistent or failed_to_recover)
     return dict(diverged=diverged, declared_lost=bool(lost.any()), t=t, nees3=nees3, sq_v=np.square(e[after, 2]),
-                sq_h_out=np.square(err_h[after & ~outage]), sq_h_fixes=np.square(err_h[after & ~alone & ~settling]),
+                sq_h_out=np.square(err_h[after & ~outage]), sq_h_gaps=np.square(err_h[after & ~alone]),
+                sq_h_fixes=np.square(err_h[after & ~alone & ~settling]),
                 inside_3sigma=nees_h[outage] <= 9.0, gap_inside_3sigma=nees_h[alone & ~outage] <= 9.0,
                 reconverge_s=reconverge_s, end_err_h=float(err_h[-1]), counts=run["counts"])
 
@@ -185,7 +197,8 @@ def summarise(group: list[dict]) -> dict:
     return dict(runs=n, diverged=int(sum(g["diverged"] for g in group)),
                 declared_lost=int(sum(g["declared_lost"] for g in group)), vertical_rmse_m=rms("sq_v"),
                 reconverge_s_p95=float(np.percentile(reconverge, 95)) if len(reconverge) else None,
-                horizontal_rmse_outside_outage_m=rms("sq_h_out"), horizontal_rmse_with_fixes_m=rms("sq_h_fixes"),
+                horizontal_rmse_outside_outage_m=rms("sq_h_out"), horizontal_rmse_outside_gaps_m=rms("sq_h_gaps"),
+                horizontal_rmse_with_fixes_m=rms("sq_h_fixes"),
                 outage_inside_3sigma=float(inside.mean()) if len(inside) else None,
                 map_gap_inside_3sigma=float(gap_inside.mean()) if len(gap_inside) else None,
                 nees3_mean=float(nees.mean()), nees3_bounds=[float(lo), float(hi)],
@@ -194,18 +207,19 @@ def summarise(group: list[dict]) -> dict:
                 end_error_h_max_m=float(max(g["end_err_h"] for g in group)))
 
 
-def markdown(results: dict, machine: dict, minutes: float) -> str:
+def markdown(results: dict, machine: dict, minutes: float, runs: int, cached: int) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine['cpu_model']}, {machine['cores']} cores "
-             f"(`benchmarks/eval_terrain.py`, {minutes:.0f} min). Frames rendered from the corpus imagery itself "
+             f"(`benchmarks/eval_terrain.py`, {runs} runs, {cached} of them from the run cache; {minutes:.0f} min). Frames rendered from the corpus imagery itself "
              "and exact terrain: upper bounds.", "",
              "| ground | IMU | outage | runs | diverged (declared lost) | vertical RMSE m | horizontal RMSE m: outside "
-             "outage / with fixes | re-converged, p95 s | in 3σ: outage / map gaps | 3-D NEES mean (95 % bounds) | "
+             "outage / also outside fix gaps / with fixes, settled | re-converged, p95 s | in 3σ: outage / map gaps | 3-D NEES mean (95 % bounds) | "
              "epochs inside / above bounds |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (terrain, imu, outage), s in results.items():
         lines.append(f"| {terrain} | {imu} | {outage} | {s['runs']} | {s['diverged']} ({s['declared_lost']}) | "
                      f"{s['vertical_rmse_m']:.2f} | "
-                     f"{s['horizontal_rmse_outside_outage_m']:.2f} / {s['horizontal_rmse_with_fixes_m']:.2f} | "
+                     f"{s['horizontal_rmse_outside_outage_m']:.2f} / {s['horizontal_rmse_outside_gaps_m']:.2f} / "
+                     f"{s['horizontal_rmse_with_fixes_m']:.2f} | "
                      f"{s['reconverge_s_p95']:.1f} | "
                      f"{100 * s['outage_inside_3sigma']:.1f} / {100 * (s['map_gap_inside_3sigma'] or 1.0):.1f} % | "
                      f"{s['nees3_mean']:.2f} ({s['nees3_bounds'][0]:.2f}-{s['nees3_bounds'][1]:.2f}) | "
@@ -215,7 +229,7 @@ def markdown(results: dict, machine: dict, minutes: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs-per-terrain", type=int, default=200)
+    parser.add_argument("--runs-per-terrain", type=int, default=100)
     parser.add_argument("--flights", type=int, default=5, help="rendered flights per terrain (fixes cached)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "gdn_eval_terrain")
@@ -235,6 +249,7 @@ def main() -> int:
         for r in range(args.runs_per_terrain):
             imu, outage = list(IMU_CLASSES)[(r // 2) % 2], list(OUTAGES_S)[r % 2]
             specs.append(terrain_runs.RunSpec(name, r % args.flights, 1000 + r, imu, OUTAGES_S[outage]))
+    cached = sum(run_path(spec, args.cache).exists() for spec in specs)
     scored: dict = {}
     context = multiprocessing.get_context("spawn")  # rclpy per process, never forked
     with context.Pool(args.workers, initializer=terrain_runs.init_worker, initargs=(str(DEFAULT_PARAMS),)) as pool:
@@ -242,13 +257,17 @@ def main() -> int:
             outage = next(o for o, window in OUTAGES_S.items() if tuple(window) == tuple(spec.outage_s))
             scored.setdefault((spec.terrain, spec.imu_class, outage), []).append(score(spec, run))
             print_progress("filter runs", k + 1, len(specs))
+        # Let the workers leave on their own: terminate() (the with-block's exit) sends SIGTERM, which rclpy's
+        # handler in each worker turns into a context shutdown, and the pool then waited on them for ever.
+        pool.close()
+        pool.join()
     print()
     results = {key: summarise(group) for key, group in sorted(scored.items())}
     for terrain in TERRAINS:
         results[(terrain, "all", "all")] = summarise([g for key, group in scored.items() if key[0] == terrain
                                                       for g in group])
     minutes = (time.monotonic() - t0) / 60.0
-    table = markdown(results, machine, minutes)
+    table = markdown(results, machine, minutes, len(specs), cached)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "terrain.json").write_text(json.dumps({"machine": machine, "minutes": minutes, "results": {

@@ -13,6 +13,7 @@ INSTALLED_CODE = ("src", "launch")  # tests and benchmarks run where pip install
 # Top-level module -> rosdep key (rosdistro's rosdep/*.yaml, or the ROS package's name).
 ROSDEP_KEYS = {
     "rclpy": "rclpy",
+    "rcl_interfaces": "rcl_interfaces",
     "builtin_interfaces": "builtin_interfaces",
     "diagnostic_msgs": "diagnostic_msgs",
     "geometry_msgs": "geometry_msgs",

@@ -20,6 +20,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Path
 from sensor_msgs.msg import FluidPressure, Imu, NavSatFix, NavSatStatus
+from std_srvs.srv import Trigger
 
 from gps_denied_nav.core.baro import pressure_to_altitude_m
 from gps_denied_nav.core.eskf import ErrorStateKalmanFilter
@@ -38,12 +39,14 @@ from gps_denied_nav.nodes.eskf_outputs import (FilterHealth, counter_values, dia
 from gps_denied_nav.nodes.eskf_tf import MapTransformPublisher
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.nodes.eskf_params import EskfParams
+from gps_denied_nav.nodes.eskf_services import FilterServices
 from gps_denied_nav.nodes.eskf_start import FilterStart
 from gps_denied_nav.nodes.stage_node import StageNode
 from gps_denied_nav_interfaces.msg import VisualFix
+from gps_denied_nav_interfaces.srv import SetPose
 
 
-class EskfNode(FilterStart, StageNode):
+class EskfNode(FilterStart, FilterServices, StageNode):
     params_cls = EskfParams
 
     def __init__(self, **kwargs):
@@ -82,6 +85,8 @@ class EskfNode(FilterStart, StageNode):
         self.subscribe(VisualFix, names.VISUAL_FIX, self._on_visual_fix, depth=20)
         self.subscribe_sensor(FluidPressure, names.BARO, self._on_baro)
         self.subscribe_sensor(NavSatFix, names.GNSS_FIX, self._on_gnss)
+        self.filter_services = [self.create_service(Trigger, "~/reset", self._on_reset),
+                         self.create_service(SetPose, "~/set_pose", self._on_set_pose)]
 
     def _restart(self, why: str = "") -> None:
         """A fresh, uninitialised filter (configure, or an IMU clock that jumped: the old time base is gone)."""
@@ -112,6 +117,9 @@ class EskfNode(FilterStart, StageNode):
             self.destroy_timer(self.tick_timer)
             del self.tick_timer
         self.tf = None
+        for service in getattr(self, "filter_services", []):
+            self.destroy_service(service)
+        self.filter_services = []
 
     # --- inputs ----------------------------------------------------------------------------------
     def _on_imu(self, msg: Imu) -> None:

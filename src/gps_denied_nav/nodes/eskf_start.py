@@ -45,7 +45,7 @@ class FilterStart:
                          vel_sigma_mps=max(2.0 * sigma_m / INIT_BASELINE_S, 0.5), chord_s=t1 - t0)
 
     def _initialize(self, stamp_s: float, pos, vel, yaw_rad: float, pos_sigma_m: float = 5.0,
-                    vel_sigma_mps: float = 1.5, chord_s: float = 0.0) -> None:
+                    vel_sigma_mps: float = 1.5, chord_s: float = 0.0, yaw_sigma_rad: float = 0.2) -> None:
         """Start the filter; ``vel`` is the GNSS chord over the last ``chord_s`` seconds, or None (unknown)."""
         # In flight the manoeuvre's acceleration is modelled and the chord turned forward (core.eskf_alignment).
         window = len(self.accel_window) >= 20
@@ -54,7 +54,8 @@ class FilterStart:
             np.mean(self.gyro_window, axis=0) if window else None, vel, yaw_rad, chord_s, vel_sigma_mps)
         self.filter.initialize(stamp_s, pos, np.zeros(3) if vel is None else vel,
                                quat_from_euler(roll, pitch, yaw_rad), pos_sigma_m=pos_sigma_m,
-                               vel_sigma_mps=vel_sigma_mps, att_sigma_rad=(tilt_sigma_rad, tilt_sigma_rad, 0.2),
+                               vel_sigma_mps=vel_sigma_mps,
+                               att_sigma_rad=(tilt_sigma_rad, tilt_sigma_rad, yaw_sigma_rad),
                                accel_bias_sigma_mps2=self.params.accel_bias_init_sigma_mps2,
                                gyro_bias_sigma_radps=self.params.gyro_bias_init_sigma_radps)
         self.get_logger().info(f"filter initialised at {stamp_s:.2f} s: roll {math.degrees(roll):.1f}, "

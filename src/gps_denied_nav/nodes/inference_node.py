@@ -27,6 +27,7 @@ from gps_denied_nav.core.threads import ThreadBudget
 from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import GlobalDescriptor
+from gps_denied_nav_interfaces.srv import Describe
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class InferenceNode(StageNode):
         self.subscribe_sensor(CameraInfo, names.CAMERA_INFO, self.on_camera_info)
         self.track_attitude()
         self.subscribe(NavSatFix, names.FIX, self._on_fix)
+        self.describe_srv = self.create_service(Describe, "~/describe", self._on_describe)
         self.get_logger().info(f"model {self.extractor.model_id} on {self.extractor.device}")
 
     def thread_budget(self) -> ThreadBudget:
@@ -79,8 +81,32 @@ class InferenceNode(StageNode):
             self.worker.stop()
             del self.worker
         self.__dict__.pop("extractor", None)
+        if getattr(self, "describe_srv", None) is not None:
+            self.destroy_service(self.describe_srv)
+            self.describe_srv = None
 
     # --- callbacks -------------------------------------------------------------------------------
+    def _on_describe(self, request, response):
+        """~/describe: the corpus model's descriptor of an image as it is (a tile, a view rectified elsewhere):
+        for tools that query the corpus, e.g. checking a new camera's frames against it."""
+        if not self.active:
+            response.success, response.message = False, "the node is not active"
+            return response
+        try:
+            rgb = image_to_rgb(request.image)
+        except ValueError as exc:
+            self.status.drop("bad_image", exc)
+            response.success, response.message = False, f"bad image: {exc}"
+            return response
+        timer = FrameTimer()
+        descriptor = self.extractor.describe(rgb[None])[0]
+        response.descriptor = GlobalDescriptor(header=request.image.header, model_id=self.extractor.model_id,
+                                               rectified=False, footprint_m=0.0, inference_ms=timer.mark("forward"))
+        response.descriptor.descriptor = array.array("f", descriptor.astype(np.float32).tobytes())
+        response.success, response.message = True, f"{descriptor.size}-d, model {self.extractor.model_id}"
+        self.status.count("describe_calls")
+        return response
+
     def _on_fix(self, msg: NavSatFix) -> None:
         if geodetic_problem(msg.latitude, msg.longitude, msg.altitude):
             self.status.drop("bad_fix", f"latitude/longitude/altitude {msg.latitude}, {msg.longitude}, {msg.altitude}")

@@ -50,7 +50,7 @@ class LifecycleManagerParams:
 class LifecycleManager(Node):
     def __init__(self, **kwargs):
         super().__init__(names.LIFECYCLE_MANAGER, **kwargs)
-        declare_parameters(self, LifecycleManagerParams)
+        declare_parameters(self, LifecycleManagerParams, read_only=True)  # read here, once
         self.params = read_parameters(self, LifecycleManagerParams)
         self._change_state = {n: self.create_client(ChangeState, names.CHANGE_STATE.format(node=n))
                               for n in self.params.node_names}

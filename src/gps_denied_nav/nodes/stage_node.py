@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo
 
@@ -24,8 +25,9 @@ from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.attitude_buffer import PoseBuffer
 from gps_denied_nav.nodes.conversions import camera_info_to_intrinsics, quat_msg_to_wxyz, stamp_to_s
 from gps_denied_nav.nodes.diagnostics import NodeStatus
-from gps_denied_nav.nodes.params import declare_parameters, read_parameters
-from gps_denied_nav.nodes.qos import internal_qos, latched_qos, sensor_qos
+from gps_denied_nav.nodes.params import declare_parameters, read_parameters, reject_while_configured
+from gps_denied_nav.nodes.qos import (QOS_CHECK_S, RELIABILITY_MODES, AdaptiveReliability, internal_qos, latched_qos,
+                                     sensor_qos)
 from gps_denied_nav_interfaces.msg import StageTiming
 
 # What a bad file or parameter raises while configuring (CorpusError and CheckpointError are ValueErrors);
@@ -41,7 +43,7 @@ class StageParams:
 
     executor_threads: int = 1  # callbacks only convert and hand over; heavy work runs on the node's worker
     blas_threads: int = 1  # numpy/scipy BLAS pools (process-wide); the filter's 16x16 products gain nothing from more
-    sensor_qos_reliability: str = "best_effort"  # sensor inputs: "best_effort" matches every driver (nodes/qos.py)
+    sensor_qos_reliability: str = "auto"  # sensor inputs: auto (follow the publishers), best_effort or reliable
     sensor_qos_depth: int = 5  # camera, camera_info, baro, GNSS queues: the newest samples, not a backlog
 
 
@@ -53,6 +55,7 @@ class StageNode(LifecycleNode):
         declare_parameters(self, self.params_cls)
         self.active = False
         self._configured = False
+        reject_while_configured(self, self.params_cls, lambda: self._configured)
         self._subs: list = []
         self._pubs: list = []
 
@@ -108,6 +111,9 @@ class StageNode(LifecycleNode):
 
     def _release(self) -> None:
         self.release_stage()
+        if hasattr(self, "_adaptive"):
+            self.destroy_timer(self._qos_timer)
+            del self._adaptive, self._qos_timer
         for sub in self._subs:
             self.destroy_subscription(sub)
         for pub in self._pubs:
@@ -134,10 +140,36 @@ class StageNode(LifecycleNode):
                                                    qos or internal_qos(depth)))
         return self._subs[-1]
 
-    def subscribe_sensor(self, msg_type, topic: str, callback, depth: int | None = None):
-        """A sensor input (camera, IMU, baro, GNSS) with the sensor-data QoS of the node's parameters."""
-        return self.subscribe(msg_type, topic, callback, qos=sensor_qos(
-            depth or self.params.sensor_qos_depth, self.params.sensor_qos_reliability))
+    def subscribe_sensor(self, msg_type, topic: str, callback, depth: int | None = None) -> None:
+        """A sensor input (camera, IMU, baro, GNSS), keep-last ``depth``, with the reliability of
+        ``sensor_qos_reliability``; ``auto`` follows the publishers (nodes/qos.py, AdaptiveReliability)."""
+        depth = depth or self.params.sensor_qos_depth
+        mode = self.params.sensor_qos_reliability
+        if mode not in RELIABILITY_MODES:
+            raise ValueError(f"sensor_qos_reliability must be one of {RELIABILITY_MODES}, got {mode!r}")
+        if mode != "auto":
+            self.subscribe(msg_type, topic, callback, qos=sensor_qos(depth, mode))
+            self.status.set(f"qos {names.relative(topic)}", mode)
+            return
+        if not hasattr(self, "_adaptive"):
+            self._adaptive = AdaptiveReliability(self, self._make_sensor_subscription, self._drop_subscription)
+            self._qos_timer = self.create_timer(QOS_CHECK_S, self._check_qos,
+                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._adaptive.add(msg_type, topic, callback, depth)
+
+    def _check_qos(self) -> None:
+        try:
+            self._adaptive.check()
+        except Exception as exc:  # noqa: BLE001 - an exception escaping a timer stops the executor
+            self.status.drop("qos_check_error", f"{type(exc).__name__}: {exc}")
+
+    def _make_sensor_subscription(self, msg_type, topic: str, callback, depth: int, reliability: str):
+        self.status.set(f"qos {names.relative(topic)}", reliability)
+        return self.subscribe(msg_type, topic, callback, qos=sensor_qos(depth, reliability))
+
+    def _drop_subscription(self, sub) -> None:
+        self._subs.remove(sub)
+        self.destroy_subscription(sub)
 
     def publisher(self, msg_type, topic: str, depth: int = 10, qos=None, latched: bool = False):
         qos = latched_qos() if latched else qos or internal_qos(depth)
