@@ -31,12 +31,14 @@ from gps_denied_nav.core.eskf_alignment import wants_heading_reset
 from gps_denied_nav.core.imu_gaps import ImuGapMonitor
 from gps_denied_nav.core.input_checks import ConsistentFixes, StampGuard
 from gps_denied_nav.core.geodesy import LocalTangentPlane
+from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.eskf_inputs import Refused, read_baro, read_gnss, read_imu, read_visual_fix
 from gps_denied_nav.nodes.eskf_outputs import (FilterHealth, counter_values, diagnostics_values, lost_fix_msg,
                                                navsatfix_msg, odometry_msg, origin_msg, visual_fix_pose_msg)
 from gps_denied_nav.nodes.eskf_tf import MapTransformPublisher
+from gps_denied_nav.nodes.extrinsics import Extrinsics
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.nodes.eskf_params import EskfParams
 from gps_denied_nav.nodes.eskf_services import FilterServices
@@ -74,6 +76,8 @@ class EskfNode(FilterStart, FilterServices, StageNode):
         self.path_pub = self.publisher(Path, names.PATH, depth=2)
         self.path: deque = deque(maxlen=max(1, p.path_length))
         self.tf = MapTransformPublisher(self, p.tf_mode, p.odom_frame, self.status)
+        self.extrinsics = Extrinsics(self, p.base_frame, self.status)
+        self.R_base_imu = quat_to_rotmat(quat_from_euler(*np.radians(p.imu_mount_rpy_deg)))
         if self.config.motion_model == "imu":
             self.subscribe_sensor(Imu, names.IMU, self._on_imu, depth=p.imu_qos_depth)
         else:  # no IMU (a photo clip): clock ticks drive the constant-velocity model, and nothing waits for IMU
@@ -131,6 +135,10 @@ class EskfNode(FilterStart, FilterServices, StageNode):
         except Refused as exc:
             self.status.drop(exc.reason, exc)
             return
+        frame_id = msg.header.frame_id
+        if frame_id and frame_id != p.base_frame:  # REP-145: the data is in its own frame; the filter's is base_link
+            R = self.extrinsics.rotation(frame_id, self.R_base_imu, "imu")
+            accel, gyro = R @ accel, R @ gyro
         last_s, verdict = self.imu_stamps.last_s, self.imu_stamps.check(stamp_s)
         if verdict == "reanchored":
             self._restart(f"the IMU clock jumped from {last_s:.3f} s to {stamp_s:.3f} s")

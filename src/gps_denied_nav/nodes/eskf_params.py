@@ -50,6 +50,7 @@ class EskfParams(StageParams):
     reinit_max_chord_s: float = 3.0  # the two strong fixes that re-initialise a lost filter: at most this apart
     reinit_tilt_sigma_rad: float = 0.1  # roll/pitch 1σ after a re-initialisation (heading from the fix)
     heading_align_sigma_rad: float = 0.05  # heading 1σ above which a strong visual fix resets the heading
+    imu_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # IMU frame in base_link (deg) when TF lacks it (REP-145)
     imu_qos_depth: int = 200  # best-effort IMU queue: 1 s at 200 Hz rides out a busy executor, then drops the oldest
     # REP-105 frames. tf_mode "map_to_odom": map -> odom from the fused pose and the latest odom -> base_link (as
     # robot_localization and amcl do, beside MAVROS/VIO odometry); "map_to_base_link" only where this node is

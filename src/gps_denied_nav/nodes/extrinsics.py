@@ -45,6 +45,7 @@ class Extrinsics:
                 return self._found[frame_id]
             except Exception as exc:  # noqa: BLE001 - tf2 raises several lookup exception classes
                 self._status.set(f"{what}_mount", f"parameter (TF {self._base} -> {frame_id}: {exc})")
-        elif self._buffer is None:
+        elif self._buffer is None:  # nothing will ever come from TF: the parameter, for good
             self._status.set(f"{what}_mount", f"parameter ({frame_id or 'no frame_id'}; tf2_ros not installed)")
+            self._found[frame_id] = fallback
         return fallback

@@ -24,6 +24,7 @@ from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.core.threads import ThreadBudget
+from gps_denied_nav.nodes.extrinsics import Extrinsics
 from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import GlobalDescriptor
@@ -39,7 +40,9 @@ class InferenceParams(StageParams):
     frame_stride: int = 1  # describe every n-th frame
     max_attitude_age_s: float = 0.5  # newest filter attitude must be this close to the exposure stamp
     max_altitude_agl_m: float = 1500.0  # a fused height further above the corpus ground contradicts its terrain
-    camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
+    camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose,
+    # used unless TF has base_frame -> the image's frame_id (its optical frame, REP-103)
+    base_frame: str = "base_link"
     torch_threads: int = 1  # intra-op threads of the forward pass (process-wide; more than the free cores spins)
     torch_interop_threads: int = 1  # torch's inter-op pool (one model, batch 1: nothing to run beside it)
     opencv_threads: int = 1  # rectification warps (process-wide, shared with matching_node when composed)
@@ -59,6 +62,7 @@ class InferenceNode(StageNode):
         # and the query's ground resolution need the height above *this* ground, not above the ellipsoid.
         self.terrain, self.corpus_frame, self.ground_alt_m = corpus.terrain, corpus.frame, corpus.ground_alt_m
         self.R_body_cam = camera_mount_rotation(tuple(self.params.camera_mount_rpy_deg))
+        self.extrinsics = Extrinsics(self, self.params.base_frame, self.status)
         self._frame_count = 0
         self.pub = self.publisher(GlobalDescriptor, names.DESCRIPTOR)
         self.enable_timing("inference")
@@ -175,7 +179,8 @@ class InferenceNode(StageNode):
             footprint_m = query_footprint_m(self.intrinsics.K, rgb.shape[1], rgb.shape[0], altitude_agl_m,
                                             self.params.query_footprint_scale, self.tile_size_m)
             size_px = max(32, int(round(footprint_m / self.query_gsd_m)))
-            query, _valid, _offset = rectify_to_north_up(rgb, self.intrinsics.K, quat_to_rotmat(q) @ self.R_body_cam,
+            R_body_cam = self.extrinsics.rotation(header.frame_id, self.R_body_cam, "camera")
+            query, _valid, _offset = rectify_to_north_up(rgb, self.intrinsics.K, quat_to_rotmat(q) @ R_body_cam,
                                                          altitude_agl_m, self.query_gsd_m, size_px)
             rectified = True
             timer.mark("rectify")

@@ -29,6 +29,7 @@ from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.core.threads import ThreadBudget
+from gps_denied_nav.nodes.extrinsics import Extrinsics
 from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import RetrievalCandidates, VisualFix
@@ -55,7 +56,9 @@ class MatchingParams(StageParams):
     geometry_model: str = _MATCH.geometry_model  # homography | similarity (tilt from the filter, see core.matching)
     image_cache_size: int = 20  # frames kept while their candidates are on the way
     max_prior_age_s: float = 1.0  # a fused fix further from the frame's stamp is no height prior
-    camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose
+    camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose,
+    # used unless TF has base_frame -> the image's frame_id (its optical frame, REP-103)
+    base_frame: str = "base_link"
     opencv_threads: int = 1  # SIFT, FLANN, USAC (process-wide, shared with inference_node when composed)
 
 
@@ -78,6 +81,8 @@ class MatchingNode(StageNode):
                                      terrain_sigma_m=self.corpus.manifest.terrain_sigma_m, max_tilt_deg=p.max_tilt_deg,
                                      mutual_check=p.mutual_check, geometry_model=p.geometry_model)
         self.R_body_cam = camera_mount_rotation(tuple(p.camera_mount_rpy_deg))
+        self.extrinsics = Extrinsics(self, p.base_frame, self.status)
+        self.camera_frame_id = ""  # the images' frame_id (their optical frame), for the mount lookup
         self.images: OrderedDict[float, np.ndarray] = OrderedDict()
         self.query_features: OrderedDict[float, Future] = OrderedDict()  # SIFT of cached frames, when done
         self.pub = self.publisher(VisualFix, names.VISUAL_FIX)
@@ -123,6 +128,7 @@ class MatchingNode(StageNode):
             return
         stamp_s = stamp_to_s(msg.header.stamp)
         self.images[stamp_s] = rgb
+        self.camera_frame_id = msg.header.frame_id
         while len(self.images) > self.params.image_cache_size:
             self.images.popitem(last=False)
         if self.intrinsics is not None:
@@ -194,8 +200,9 @@ class MatchingNode(StageNode):
         features = self._features_of(stamp_s)
         timer.mark("sift_wait")
         # Every matched map keypoint stands on the terrain under it (terrain.npz of the corpus).
+        R_body_cam = self.extrinsics.rotation(self.camera_frame_id, self.R_body_cam, "camera")
         result = match_frame(rgb if features is None else features, intrinsics.K, candidates, self.config,
-                             prior=prior, R_body_cam=self.R_body_cam, distortion=intrinsics.distortion,
+                             prior=prior, R_body_cam=R_body_cam, distortion=intrinsics.distortion,
                              terrain_up_m=self.corpus.terrain_up_m)
         parts = {"descriptor_match": result.match_ms, "homography": result.homography_ms, "pose": result.pose_ms}
         matching_ms = timer.mark_parts(parts if features is not None else {"sift": result.detect_ms, **parts},
