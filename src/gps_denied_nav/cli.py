@@ -69,7 +69,7 @@ def cmd_replay(args) -> int:
 
     report = replay(args.clip, args.corpus, args.out, rate=args.rate, params_file=args.params,
                     record_debug_images=args.record_debug_images, domain_id=args.domain_id, mode=args.mode,
-                    process_per_node=args.process_per_node)
+                    process_per_node=args.process_per_node, mavlink=args.mavlink or "")
     print(json.dumps({k: v for k, v in report.to_json_dict().items() if not isinstance(v, dict)}, indent=2))
     print(f"report: {Path(args.out) / 'report.json'}")
     return 0
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--process-per-node", action="store_true",
                    help="run each node in a process of its own, as ros2 launch does (default: one process)")
     p.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
+    p.add_argument("--mavlink", metavar="URL", help="also send the fused fix as MAVLink GPS_INPUT (fc_bridge_node) "
+                   "to this pymavlink endpoint, e.g. udpout:127.0.0.1:14550 (an autopilot SITL or a listener)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("diagnostics", help="the last /diagnostics status of every node in a recorded bag")

@@ -168,7 +168,7 @@ def test_launch_files_use_the_graph_names():
 
 def test_params_files_name_graph_nodes():
     """Keys are `node` or `/**/node` (any namespace); each holds only ros__parameters."""
-    nodes = {*names.MANAGED_NODES, names.LIFECYCLE_MANAGER}
+    nodes = {*names.MANAGED_NODES, *names.OPTIONAL_NODES, names.LIFECYCLE_MANAGER}
     for path in sorted((ROOT / "params").glob("*.yaml")):
         for key, block in yaml.safe_load(path.read_text()).items():
             assert key.removeprefix("/**/") in nodes, f"{path.name}: {key}"

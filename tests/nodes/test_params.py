@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from gps_denied_nav.nodes.eskf_node import EskfParams
+from gps_denied_nav.nodes.fc_bridge_node import FcBridgeParams
 from gps_denied_nav.nodes.inference_node import InferenceParams
 from gps_denied_nav.nodes.lifecycle_manager import LifecycleManagerParams
 from gps_denied_nav.nodes.matching_node import MatchingParams
@@ -15,7 +16,8 @@ from gps_denied_nav.nodes.retrieval_node import RetrievalParams
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params" / "gps_denied_nav.yaml"
 NODE_PARAMS = {"eskf_node": EskfParams, "inference_node": InferenceParams, "retrieval_node": RetrievalParams,
-               "matching_node": MatchingParams, "lifecycle_manager": LifecycleManagerParams}
+               "matching_node": MatchingParams, "lifecycle_manager": LifecycleManagerParams,
+               "fc_bridge_node": FcBridgeParams}
 
 
 def _same(a, b) -> bool:

@@ -13,6 +13,8 @@ ESKF_NODE = "eskf_node"
 LIFECYCLE_MANAGER = "lifecycle_manager"
 # Start-up order: the filter first (it owns the map origin and the attitude the others use).
 MANAGED_NODES = (ESKF_NODE, INFERENCE_NODE, RETRIEVAL_NODE, MATCHING_NODE)
+FC_BRIDGE_NODE = "fc_bridge_node"  # optional (an autopilot link): started by gdn replay --mavlink or the launch file
+OPTIONAL_NODES = (FC_BRIDGE_NODE,)
 
 # Inputs (flight clip bag / aircraft)
 IMAGE = "/camera/image_raw"

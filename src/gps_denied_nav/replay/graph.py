@@ -16,6 +16,7 @@ import rclpy
 from rclpy.executors import Executor
 from rclpy.node import Node
 
+from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.node_main import make_executor
 
 
@@ -34,6 +35,13 @@ def ros_args(params_file: str | Path | list | tuple | None, overrides: dict[str,
         text = str(value).lower() if isinstance(value, bool) else str(value)
         args += ["-p", f"{key}:={text}"]
     return args
+
+
+def with_optional(overrides: dict[str, object], optional_nodes: tuple[str, ...]) -> dict[str, object]:
+    """Overrides that make the lifecycle manager bring the optional nodes up too, after the four of the graph."""
+    if not optional_nodes:
+        return overrides
+    return {**overrides, "node_names": "[" + ", ".join((*names.MANAGED_NODES, *optional_nodes)) + "]"}
 
 
 def private_domain_id() -> int:
@@ -85,10 +93,12 @@ class GraphHost:
     """
 
     def __init__(self, params_file: str | Path | None, overrides: dict[str, object] | None = None,
-                 domain_id: int | None = None, namespace: str = "", arguments: list[str] | None = None):
+                 domain_id: int | None = None, namespace: str = "", arguments: list[str] | None = None,
+                 optional_nodes: tuple[str, ...] = ()):
         """``domain_id``: the DDS domain of the hosted graph (None: ROS_DOMAIN_ID, as any ROS 2 process);
         ``namespace``: every node's namespace; ``arguments``: a process's own command line (``--ros-args ...``
-        as ``ros2 launch`` passes it) instead of params_file/overrides/namespace."""
+        as ``ros2 launch`` passes it) instead of params_file/overrides/namespace; ``optional_nodes``: names from
+        names.OPTIONAL_NODES to host too (the manager's ``node_names`` must list them: ``with_optional``)."""
         from gps_denied_nav.nodes.eskf_node import EskfNode
         from gps_denied_nav.nodes.inference_node import InferenceNode
         from gps_denied_nav.nodes.lifecycle_manager import LifecycleManager
@@ -98,6 +108,10 @@ class GraphHost:
         rclpy.init(args=arguments if arguments is not None else ros_args(params_file, overrides, namespace),
                    domain_id=domain_id)
         self.graph_nodes = [EskfNode(), InferenceNode(), RetrievalNode(), MatchingNode()]
+        if names.FC_BRIDGE_NODE in optional_nodes:
+            from gps_denied_nav.nodes.fc_bridge_node import FcBridgeNode
+
+            self.graph_nodes.append(FcBridgeNode())
         self.manager = LifecycleManager()
         self._executors: list[tuple[Node, Executor]] = []
         self._threads: list[threading.Thread] = []

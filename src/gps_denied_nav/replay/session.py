@@ -33,7 +33,7 @@ from gps_denied_nav.core.stage_timing import summarize_timing, timing_table
 from gps_denied_nav.nodes import names
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.frame_log import frame_log
-from gps_denied_nav.replay.graph import GraphHost, private_domain_id
+from gps_denied_nav.replay.graph import GraphHost, private_domain_id, with_optional
 from gps_denied_nav.replay.lockstep import FrameGate
 from gps_denied_nav.replay.machine import machine_info
 from gps_denied_nav.replay.player import BagPlayer
@@ -88,14 +88,15 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
            params_file: str | Path | None = None, record_debug_images: bool = False,
            drain_s: float = 3.0, domain_id: int | None = None, mode: str = "lockstep",
            lockstep_timeout_s: float = 10.0, process_per_node: bool = False, namespace: str = "",
-           sensor_qos: bool = False) -> ReplayReport:
+           sensor_qos: bool = False, mavlink: str = "") -> ReplayReport:
     """Replay ``clip`` through the graph and score it. ``domain_id``: the DDS domain to run on; None picks a
     private one (``graph.private_domain_id``) so that a replay never mixes with a live graph or another
     replay; give one to watch the replay from rviz or ``ros2 topic`` (with that ROS_DOMAIN_ID). ``mode``:
     lockstep or realtime (module docstring); ``lockstep_timeout_s`` releases a frame no stage reported.
     ``process_per_node``: each node in a process of its own, as ``ros2 launch`` runs them (else one process).
     ``namespace``: the graph and the player in it (topics relative); ``sensor_qos``: the player publishes the
-    sensor topics best effort (sensor-data QoS), as drivers do. outputs.mcap keeps the root-namespace names."""
+    sensor topics best effort (sensor-data QoS), as drivers do. outputs.mcap keeps the root-namespace names.
+    ``mavlink``: a pymavlink connection string (udpout:HOST:PORT): fc_bridge_node sends GPS_INPUT there."""
     if mode not in MODES:
         raise ValueError(f"replay mode must be one of {MODES}, got {mode!r}")
     clip, corpus_dir, out_dir = Path(clip), Path(corpus_dir), Path(out_dir)
@@ -113,9 +114,16 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     domain_id = private_domain_id() if domain_id is None else int(domain_id)
     print(f"[replay] {mode} mode, DDS domain {domain_id} (ROS_DOMAIN_ID={domain_id} to watch it)", flush=True)
     machine = machine_info()
-    host_cls = ProcessGraphHost if process_per_node else GraphHost
-    host = host_cls(params_file or DEFAULT_PARAMS, {"corpus_dir": str(corpus_dir), "use_sim_time": True},
-                    domain_id=domain_id, namespace=namespace)
+    overrides: dict[str, object] = {"corpus_dir": str(corpus_dir), "use_sim_time": True}
+    if mavlink and process_per_node:
+        raise ValueError("--mavlink runs fc_bridge_node in the one-process host; drop --process-per-node")
+    if mavlink:
+        host = GraphHost(params_file or DEFAULT_PARAMS, with_optional({**overrides, "mavlink_url": mavlink},
+                                                                    (names.FC_BRIDGE_NODE,)),
+                         domain_id=domain_id, namespace=namespace, optional_nodes=(names.FC_BRIDGE_NODE,))
+    else:
+        host_cls = ProcessGraphHost if process_per_node else GraphHost
+        host = host_cls(params_file or DEFAULT_PARAMS, overrides, domain_id=domain_id, namespace=namespace)
     try:
         tool = Node("gdn_replay")
         recorder = OutputRecorder(tool, out_bag, record_debug_images)
@@ -145,8 +153,9 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
                           estimate_states=s.odometry_states())
     timing = summarize_timing(s.timing, sent)
     report = dataclasses.replace(report, extras={
-        "mode": mode, "rate": rate, "namespace": "/" + namespace.strip("/"), "sensor_qos": "best_effort" if sensor_qos else
-        "reliable", "latency_clock": "wall: image published -> fix received",
+        "mode": mode, "rate": rate, "namespace": "/" + namespace.strip("/"),
+        "sensor_qos": "best_effort" if sensor_qos else "reliable", "mavlink": mavlink or None,
+        "latency_clock": "wall: image published -> fix received",
         "host": "process per node" if process_per_node else "one process", "peak_rss_mb": rss,
         "lockstep": gate.summary() if gate is not None else None, "timing": timing,
         "machine": {**machine, "load_avg_after": machine_info()["load_avg_1_5_15"]}})
