@@ -93,6 +93,8 @@ def test_one_fault_never_ruins_the_flight(fault, flight, clean):
         assert counts.get("visual_fixes_received", 0) >= faults.FUTURE_FIXES, counts  # plausible, but too new:
     if fault == "imu_gap_2s":
         # From 2 s after the gap's end, velocity and attitude NEES are back inside the 95 % bound as often as
-        # without the gap (the velocity always: it is what the gap's unknown motion costs).
+        # without the gap (the velocity always: it is what the gap's unknown motion costs). The two shares come
+        # from separate lockstep replays, which are not bit-exact: one run in five here put the gap's 0.065
+        # under the clean one (0.654 vs 0.718), so the margin is 0.1; an attitude the gap ruined falls far lower.
         inside = faults.nees_after_gap(state_error_series(truth_track, faults.odometry_track(frame, odoms)), fault_s)
-        assert inside["vel"] >= 0.95 and inside["att"] >= clean_inside["att"] - 0.05, (inside, clean_inside)
+        assert inside["vel"] >= 0.95 and inside["att"] >= clean_inside["att"] - 0.1, (inside, clean_inside)

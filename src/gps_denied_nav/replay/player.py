@@ -25,7 +25,7 @@ from rosgraph_msgs.msg import Clock
 
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp
-from gps_denied_nav.nodes.qos import sensor_qos
+from gps_denied_nav.nodes.qos import QOS_CHECK_S, sensor_qos
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.lockstep import FrameGate, header_stamp_s
 
@@ -86,8 +86,10 @@ class BagPlayer:
             for conn in conns:
                 self._publisher(conn.topic, conn.msgtype)
             sparse = all(conn.topic != names.IMU for conn in conns)  # e.g. a photo clip (gdn bag import)
-            # Let DDS match the new publishers with the graph's subscribers before the first message.
-            time.sleep(1.0)
+            # Let DDS match the new publishers with the graph's subscribers before the first message, and the
+            # graph's `auto` sensor subscriptions follow their reliability (looked at every QOS_CHECK_S: a switch
+            # re-creates the subscription, and a message sent across it could be lost).
+            time.sleep(1.0 + 2.0 * QOS_CHECK_S)
             wall0 = time.monotonic()
             next_clock_s = -float("inf")
             last_frame_s = None
