@@ -75,8 +75,8 @@ class EskfNode(FilterStart, FilterServices, StageNode):
         self.fix_pose_pub = self.publisher(PoseWithCovarianceStamped, names.VISUAL_FIX_POSE, depth=20)
         self.path_pub = self.publisher(Path, names.PATH, depth=2)
         self.path: deque = deque(maxlen=max(1, p.path_length))
-        self.tf = MapTransformPublisher(self, p.tf_mode, p.odom_frame, self.status)
         self.extrinsics = Extrinsics(self, p.base_frame, self.status)
+        self.tf = MapTransformPublisher(self, p.tf_mode, p.odom_frame, self.status, self.extrinsics.buffer)
         self.R_base_imu = quat_to_rotmat(quat_from_euler(*np.radians(p.imu_mount_rpy_deg)))
         if self.config.motion_model == "imu":
             self.subscribe_sensor(Imu, names.IMU, self._on_imu, depth=p.imu_qos_depth)

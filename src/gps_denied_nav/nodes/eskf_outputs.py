@@ -14,7 +14,7 @@ from gps_denied_nav.core.eskf_diagnostics import EskfDiagnostics
 from gps_denied_nav.core.eskf_state import E_ATT, E_GYRO_BIAS, E_POS, E_VEL, StateEstimate
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.imu_gaps import ImuGapMonitor
-from gps_denied_nav.core.rotations import quat_to_rotmat
+from gps_denied_nav.core.rotations import quat_from_euler, quat_to_rotmat
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp, wxyz_to_quat_msg
 
@@ -70,9 +70,7 @@ def visual_fix_pose_msg(stamp, pos_enu_m: np.ndarray, cov_enu_m2: np.ndarray, he
     msg.header.stamp, msg.header.frame_id = stamp, map_frame
     p = msg.pose.pose.position
     p.x, p.y, p.z = (float(v) for v in pos_enu_m)
-    half = 0.5 * heading_rad
-    o = msg.pose.pose.orientation
-    o.w, o.x, o.y, o.z = math.cos(half), 0.0, 0.0, math.sin(half)
+    wxyz_to_quat_msg(quat_from_euler(0.0, 0.0, heading_rad), msg.pose.pose.orientation)
     cov = np.zeros((6, 6))
     cov[:3, :3] = cov_enu_m2
     cov[3, 3] = cov[4, 4] = 1e6

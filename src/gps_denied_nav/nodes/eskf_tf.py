@@ -31,37 +31,33 @@ def transform_of_pose(pose: Pose3, header, child_frame: str) -> TransformStamped
 
 
 class MapTransformPublisher:
-    def __init__(self, node, tf_mode: str, odom_frame: str, status):
+    def __init__(self, node, tf_mode: str, odom_frame: str, status, buffer=None):
+        """``buffer``: the node's tf2 Buffer (Extrinsics.buffer), None where tf2_ros is not installed."""
         self.mode, self._node, self._odom_frame, self._status = tf_mode, node, odom_frame, status
-        self._broadcaster = self._buffer = None
+        self._broadcaster, self._buffer = None, buffer
         if tf_mode == "none":
             status.set("tf", "off (tf_mode none)")
             return
-        try:
-            from tf2_ros import Buffer, TransformBroadcaster, TransformListener
-        except ImportError:
+        if buffer is None:
             status.set("tf", "tf2_ros not installed: the pose goes out on odometry only")
             return
+        from tf2_ros import TransformBroadcaster
+
         self._broadcaster = TransformBroadcaster(node)
-        if tf_mode == "map_to_odom":
-            self._buffer = Buffer()
-            self._listener = TransformListener(self._buffer, node)
         status.set("tf", tf_mode)
 
     def publish(self, odom: Odometry) -> None:
         """``odom``: the filter's pose, map -> base_link."""
         if self._broadcaster is None:
             return
+        p = odom.pose.pose.position
+        map_base = Pose3.of([p.x, p.y, p.z], quat_msg_to_wxyz(odom.pose.pose.orientation))
         if self.mode == "map_to_base_link":
-            pose = Pose3.of([odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z],
-                            quat_msg_to_wxyz(odom.pose.pose.orientation))
-            self._broadcaster.sendTransform(transform_of_pose(pose, odom.header, odom.child_frame_id))
+            self._broadcaster.sendTransform(transform_of_pose(map_base, odom.header, odom.child_frame_id))
             return
         odom_base = self._lookup_odom_base(odom)
         if odom_base is None:
             return
-        map_base = Pose3.of([odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z],
-                            quat_msg_to_wxyz(odom.pose.pose.orientation))
         self._broadcaster.sendTransform(transform_of_pose(map_to_odom(map_base, odom_base), odom.header,
                                                           self._odom_frame))
 

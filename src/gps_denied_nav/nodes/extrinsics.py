@@ -28,6 +28,11 @@ class Extrinsics:
         self._buffer = Buffer()
         self._listener = TransformListener(self._buffer, node)
 
+    @property
+    def buffer(self):
+        """The node's tf2 Buffer (None without tf2_ros), for its other lookups: one /tf listener per node."""
+        return self._buffer
+
     def rotation(self, frame_id: str, fallback: np.ndarray, what: str) -> np.ndarray:
         """R_base_frame: the rotation taking ``frame_id`` vectors into base_link; ``fallback`` (from the
         parameter) while TF does not know the frame."""
