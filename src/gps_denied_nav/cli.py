@@ -69,9 +69,39 @@ def cmd_replay(args) -> int:
 
     report = replay(args.clip, args.corpus, args.out, rate=args.rate, params_file=args.params,
                     record_debug_images=args.record_debug_images, domain_id=args.domain_id, mode=args.mode,
-                    process_per_node=args.process_per_node, mavlink=args.mavlink or "")
+                    process_per_node=args.process_per_node, mavlink=args.mavlink or "", record=args.record or "")
     print(json.dumps({k: v for k, v in report.to_json_dict().items() if not isinstance(v, dict)}, indent=2))
     print(f"report: {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def cmd_recording_recover(args) -> int:
+    from gps_denied_nav.recording.salvage import recover_recording
+
+    for result in recover_recording(args.path):
+        if not result.recovered:
+            print(f"{result.split_dir.name}: complete, left as it is")
+            continue
+        span = (result.last_time_ns - result.first_time_ns) * 1e-9 if result.first_time_ns is not None else 0.0
+        print(f"{result.split_dir.name}: recovered {sum(result.messages_per_topic.values())} messages over "
+              f"{span:.1f} s ({result.reason}); the damaged original is kept as {result.crashed_dir}")
+        for skipped in result.skipped:
+            print(f"  skipped: {skipped}")
+    return 0
+
+
+def cmd_recording_info(args) -> int:
+    from rosbags.highlevel import AnyReader
+
+    from gps_denied_nav.recording.salvage import recording_bags
+    from gps_denied_nav.replay.bag_types import typestore
+
+    bags = recording_bags(args.path)
+    with AnyReader(bags, default_typestore=typestore()) as reader:
+        print(f"{args.path}: {len(bags)} bag(s), {(reader.end_time - reader.start_time) * 1e-9:.1f} s, "
+              f"{reader.message_count} messages")
+        for conn in sorted(reader.connections, key=lambda c: c.topic):
+            print(f"  {conn.topic:45s} {conn.msgtype:50s} {conn.msgcount}")
     return 0
 
 
@@ -246,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", help="run the graph on a flight clip and score it")
-    p.add_argument("clip", help="flight clip bag (MCAP or sqlite3)")
+    p.add_argument("clip", help="flight clip bag (MCAP or sqlite3), or a recording of recorder_node")
     p.add_argument("--corpus", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
@@ -259,7 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain-id", type=int, help=DOMAIN_HELP)
     p.add_argument("--mavlink", metavar="URL", help="also send the fused fix as MAVLink GPS_INPUT (fc_bridge_node) "
                    "to this pymavlink endpoint, e.g. udpout:127.0.0.1:14550 (an autopilot SITL or a listener)")
+    p.add_argument("--record", metavar="DIR", help="also run the flight data recorder (recorder_node) into DIR, "
+                   "as on the aircraft")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("recording", help="flight recordings (recorder_node): recover a crashed split, list one")
+    rec = p.add_subparsers(dest="recording_command", required=True)
+    q = rec.add_parser("recover", help="turn the split a crash or power cut left open into a complete bag "
+                       "(the damaged original is kept beside it as SPLIT.crashed)")
+    q.add_argument("path", help="a recording (flight_YYYYmmdd_HHMMSS) or one of its splits")
+    q.set_defaults(func=cmd_recording_recover)
+    q = rec.add_parser("info", help="topics, types, message counts and duration of a recording or bag")
+    q.add_argument("path")
+    q.set_defaults(func=cmd_recording_info)
 
     p = sub.add_parser("diagnostics", help="the last /diagnostics status of every node in a recorded bag")
     p.add_argument("bag", help="e.g. OUT_DIR/outputs.mcap from gdn replay")

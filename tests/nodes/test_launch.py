@@ -120,7 +120,8 @@ def test_launch_files_start_only_installed_console_scripts():
     scripts = console_scripts()
     for path in LAUNCH_FILES:
         assert executables(path) <= set(scripts), path.name
-    assert executables(GRAPH_LAUNCH) == {*names.MANAGED_NODES, names.LIFECYCLE_MANAGER, GRAPH_EXECUTABLE}
+    assert executables(GRAPH_LAUNCH) == {*names.MANAGED_NODES, *names.OPTIONAL_NODES, names.LIFECYCLE_MANAGER,
+                                         GRAPH_EXECUTABLE}
 
 
 def test_console_scripts_exist_and_are_installed():
@@ -159,6 +160,7 @@ def test_included_launch_files_get_declared_arguments():
 def test_launch_files_use_the_graph_names():
     graph = _constants(_tree(GRAPH_LAUNCH))
     assert graph["MANAGED"] == names.MANAGED_NODES
+    assert tuple(name for _, name in graph["OPTIONAL"]) == names.OPTIONAL_NODES
     inputs = (names.IMAGE, names.CAMERA_INFO, names.IMU, names.BARO, names.GNSS_FIX)
     assert {topic for _, topic in graph["SENSOR_INPUTS"]} == {names.relative(t) for t in inputs}
     from gps_denied_nav.sim.clip import TOPIC_TYPES

@@ -12,12 +12,14 @@ from gps_denied_nav.nodes.inference_node import InferenceParams
 from gps_denied_nav.nodes.lifecycle_manager import LifecycleManagerParams
 from gps_denied_nav.nodes.matching_node import MatchingParams
 from gps_denied_nav.nodes.params import params_block
+from gps_denied_nav.nodes.recorder_node import RecorderParams
 from gps_denied_nav.nodes.retrieval_node import RetrievalParams
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params" / "gps_denied_nav.yaml"
 NODE_PARAMS = {"eskf_node": EskfParams, "inference_node": InferenceParams, "retrieval_node": RetrievalParams,
                "matching_node": MatchingParams, "lifecycle_manager": LifecycleManagerParams,
-               "fc_bridge_node": FcBridgeParams}
+               "fc_bridge_node": FcBridgeParams,
+               "recorder_node": RecorderParams}
 
 
 def _same(a, b) -> bool:

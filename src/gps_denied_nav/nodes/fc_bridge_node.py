@@ -1,11 +1,17 @@
-"""Flight-controller bridge: the fused fix to the autopilot as MAVLink GPS_INPUT, over UDP or serial (pymavlink).
+"""Flight-controller bridge: the fused estimate to the autopilot over MAVLink, UDP or serial (pymavlink).
 
-ArduPilot takes it as a GPS (GPS_TYPE=14, "MAV") and PX4 through its GPS_INPUT handler; core/gps_input.py turns
-the filter's NavSatFix (position, ENU covariance, tracking or lost) and odometry (velocity and its covariance)
-into the message: accuracies from the covariance, fix type 3 only while the filter tracks and its fix is
-fresh, 0 otherwise. Sent at ``rate_hz`` on a steady timer with a 1 Hz HEARTBEAT of its own (an onboard
-controller), so the link is visible to the autopilot and to a ground station. A send that fails (a serial
-link that went away) is counted on /diagnostics and retried at the next period: the graph keeps navigating.
+``message`` picks what it is to the autopilot:
+- ``gps_input`` (default): a GPS. ArduPilot GPS_TYPE=14 ("MAV"), PX4's GPS_INPUT handler; core/gps_input.py
+  turns the filter's NavSatFix (position, ENU covariance, tracking or lost) and odometry (velocity and its
+  covariance) into the message: fix type 3 only while the filter tracks and its fix is fresh, 0 otherwise.
+- ``odometry`` / ``vision_position_estimate``: external vision in a local frame (ArduPilot VISO_TYPE=1, PX4
+  EKF2_EV_CTRL); core/mavlink_odometry.py converts the odometry ENU/FLU -> NED/FRD. A lost filter or stale
+  odometry sends nothing (the autopilots time external vision out themselves), counted on /diagnostics;
+  a return from lost bumps reset_counter. The latched map origin goes out as SET_GPS_GLOBAL_ORIGIN when it
+  arrives and every ORIGIN_PERIOD_S, so that the autopilot's local frame is the filter's map frame.
+Sent at ``rate_hz`` on a steady timer with a 1 Hz HEARTBEAT of its own (an onboard controller), so the link
+is visible to the autopilot and to a ground station. A send that fails (a serial link that went away) is
+counted on /diagnostics and retried at the next period: the graph keeps navigating.
 """
 from __future__ import annotations
 
@@ -19,25 +25,33 @@ from rclpy.clock import Clock, ClockType
 from sensor_msgs.msg import NavSatFix, NavSatStatus
 
 from gps_denied_nav.core.gps_input import FusedFix, GpsInputConfig, gps_input_fields
+from gps_denied_nav.core.input_checks import geodetic_problem
+from gps_denied_nav.core.mavlink_odometry import (FusedPose, ResetCounter, odometry_fields,
+                                                  set_gps_global_origin_fields, vision_position_fields)
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import quat_msg_to_wxyz, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
+from gps_denied_nav.nodes.qos import latched_qos
 from gps_denied_nav.nodes.stage_node import StageNode, StageParams
 
 HEARTBEAT_PERIOD_S = 1.0
+ORIGIN_PERIOD_S = 10.0  # SET_GPS_GLOBAL_ORIGIN again, for an autopilot that booted or reconnected since
+MESSAGES = ("gps_input", "odometry", "vision_position_estimate")
 
 
 @dataclass(frozen=True)
 class FcBridgeParams(StageParams):
     mavlink_url: str = "udpout:127.0.0.1:14550"  # pymavlink connection: udpout:HOST:PORT, or a serial DEVICE,BAUD
-    rate_hz: float = 5.0  # GPS_INPUT rate (ArduPilot's GPS drivers expect 5-10 Hz)
+    message: str = "gps_input"  # gps_input (a GPS), odometry or vision_position_estimate (external vision)
+    rate_hz: float = 5.0  # message rate (ArduPilot's GPS drivers expect 5-10 Hz)
     system_id: int = 1  # the vehicle's MAVLink system id: the autopilot takes GPS_INPUT from its own system
     component_id: int = 197  # MAV_COMP_ID_VISUAL_INERTIAL_ODOMETRY
     geoid_separation_m: float = 0.0  # N at the site: GPS_INPUT altitude = fused ellipsoidal altitude - N
     dop_reference_sigma_m: float = 2.0  # hdop/vdop = the fused 1σ accuracies / this
     satellites_visible: int = 10  # reported while the fix is 3-D (autopilots want >= 6)
-    max_fix_age_s: float = 0.5  # an older fused fix goes out as no fix
+    max_fix_age_s: float = 0.5  # an older fused fix goes out as no fix (odometry modes: is not sent)
+    quality_reference_sigma_m: float = 2.0  # ODOMETRY quality 100 up to this horizontal 1σ, 100·this/σ beyond
 
 
 class FcBridgeNode(StageNode):
@@ -50,12 +64,20 @@ class FcBridgeNode(StageNode):
         p = self.params
         if not p.rate_hz > 0.0:
             raise ValueError(f"rate_hz must be positive, got {p.rate_hz}")
+        if p.message not in MESSAGES:
+            raise ValueError(f"message must be one of {', '.join(MESSAGES)}, got {p.message!r}")
         os.environ.setdefault("MAVLINK20", "1")  # MAVLink 2 unless asked otherwise (read when pymavlink loads)
         from pymavlink import mavutil  # only this node needs it
 
         self.mavutil = mavutil
+        self.message = p.message
+        local = p.message != "gps_input"
+        needed = (p.message, "set_gps_global_origin") if local else (p.message,)
+        missing = [m for m in needed if not hasattr(mavutil.mavlink, f"MAVLink_{m}_message")]
+        if missing:
+            raise ValueError(f"the loaded MAVLink dialect has no {', '.join(missing).upper()}: set MAVLINK20=1")
         # A MAVLink 1 dialect has no extension fields (GPS_INPUT's yaw): send what the loaded one knows.
-        self.gps_input_fields = set(mavutil.mavlink.MAVLink_gps_input_message.fieldnames)
+        self.fieldnames = {m: set(getattr(mavutil.mavlink, f"MAVLink_{m}_message").fieldnames) for m in needed}
         try:
             self.link = mavutil.mavlink_connection(p.mavlink_url, source_system=p.system_id,
                                                    source_component=p.component_id)
@@ -64,13 +86,22 @@ class FcBridgeNode(StageNode):
         self.config = GpsInputConfig(p.geoid_separation_m, p.dop_reference_sigma_m, p.satellites_visible,
                                      p.max_fix_age_s)
         self.fix: NavSatFix | None = None
+        self.odometry: Odometry | None = None
+        self.origin: NavSatFix | None = None
+        self.origin_due = False
+        self.resets = ResetCounter()
         self.velocity = (np.zeros(3), np.eye(3) * 1e4)  # ENU velocity and covariance until odometry arrives
         self.subscribe(NavSatFix, names.FIX, self._on_fix, depth=5)
         self.subscribe(Odometry, names.ODOMETRY, self._on_odometry, depth=5)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.timers_ = [self.create_timer(1.0 / p.rate_hz, self._send_gps_input, clock=steady),
+        self.timers_ = [self.create_timer(1.0 / p.rate_hz, self._send_local if local else self._send_gps_input,
+                                          clock=steady),
                         self.create_timer(HEARTBEAT_PERIOD_S, self._send_heartbeat, clock=steady)]
-        self.status.set("mavlink", f"{p.mavlink_url} as {p.system_id}/{p.component_id}, GPS_INPUT at {p.rate_hz:g} Hz")
+        if local:
+            self.subscribe(NavSatFix, names.MAP_ORIGIN, self._on_map_origin, qos=latched_qos())
+            self.timers_.append(self.create_timer(ORIGIN_PERIOD_S, self._origin_due_again, clock=steady))
+        self.status.set("mavlink", f"{p.mavlink_url} as {p.system_id}/{p.component_id}, "
+                                   f"{p.message.upper()} at {p.rate_hz:g} Hz")
 
     def release_stage(self) -> None:
         for timer in getattr(self, "timers_", []):
@@ -82,12 +113,24 @@ class FcBridgeNode(StageNode):
 
     def _on_fix(self, msg: NavSatFix) -> None:
         self.fix = msg
+        self.resets.observe(msg.status.status >= NavSatStatus.STATUS_FIX)  # back from lost: re-localised
 
     def _on_odometry(self, msg: Odometry) -> None:
+        self.odometry = msg
         R = quat_to_rotmat(quat_msg_to_wxyz(msg.pose.pose.orientation))
         t = msg.twist.twist.linear
         cov_body = np.asarray(msg.twist.covariance, dtype=float).reshape(6, 6)[:3, :3]
         self.velocity = (R @ np.array([t.x, t.y, t.z]), R @ cov_body @ R.T)  # REP-105: twist in base_link
+
+    def _on_map_origin(self, msg: NavSatFix) -> None:
+        problem = geodetic_problem(msg.latitude, msg.longitude, msg.altitude)
+        if problem:
+            self.status.drop(f"map_origin_{problem}", f"{msg.latitude}, {msg.longitude}, {msg.altitude} m")
+            return
+        self.origin, self.origin_due = msg, True
+
+    def _origin_due_again(self) -> None:
+        self.origin_due = self.origin is not None
 
     def fused_fix(self) -> FusedFix | None:
         msg = self.fix
@@ -98,20 +141,53 @@ class FcBridgeNode(StageNode):
         return FusedFix(stamp_to_s(msg.header.stamp), msg.latitude, msg.longitude, msg.altitude, cov,
                         self.velocity[0], self.velocity[1], msg.status.status >= NavSatStatus.STATUS_FIX)
 
+    def _send(self, message: str, fields: dict) -> bool:
+        """``<message>_send`` with the fields the loaded dialect knows; failures counted, never raised."""
+        known = self.fieldnames[message]
+        try:
+            getattr(self.link.mav, f"{message}_send")(**{k: v for k, v in fields.items() if k in known})
+        except OSError as exc:  # a serial device unplugged, a network gone: count it, try again next period
+            self.status.drop("mavlink_send_error", exc)
+            return False
+        except (struct.error, ValueError) as exc:  # a field out of its MAVLink range: a bug, but never fatal here
+            self.status.drop(f"{message}_unpackable", f"{exc}: {fields}")
+            return False
+        self.status.count(f"{message}_sent")
+        return True
+
     def _send_gps_input(self) -> None:
         if not self.active:
             return
         fields = gps_input_fields(self.fused_fix(), self.get_clock().now().nanoseconds * 1e-9, self.config)
-        try:
-            self.link.mav.gps_input_send(**{k: v for k, v in fields.items() if k in self.gps_input_fields})
-        except OSError as exc:  # a serial device unplugged, a network gone: count it, try again next period
-            self.status.drop("mavlink_send_error", exc)
+        if self._send("gps_input", fields):
+            self.status.count("gps_input_fix_3d" if fields["fix_type"] == 3 else "gps_input_no_fix")
+
+    def _send_local(self) -> None:
+        """ODOMETRY or VISION_POSITION_ESTIMATE from the latest odometry; nothing while lost or stale."""
+        if not self.active:
             return
-        except (struct.error, ValueError) as exc:  # a field out of its MAVLink range: a bug, but never fatal here
-            self.status.drop("gps_input_unpackable", f"{exc}: {fields}")
+        if self.origin_due:
+            o = self.origin
+            self.origin_due = not self._send("set_gps_global_origin", set_gps_global_origin_fields(
+                o.latitude, o.longitude, o.altitude - self.params.geoid_separation_m, self.params.system_id))
+        odom, fix = self.odometry, self.fix
+        if odom is None or fix is None:
+            self.status.count(f"{self.message}_withheld_no_estimate")
             return
-        self.status.count("gps_input_sent")
-        self.status.count("gps_input_fix_3d" if fields["fix_type"] == 3 else "gps_input_no_fix")
+        tracking = fix.status.status >= NavSatStatus.STATUS_FIX
+        if not tracking:
+            self.status.count(f"{self.message}_withheld_lost")
+            return
+        age_s = self.get_clock().now().nanoseconds * 1e-9 - stamp_to_s(odom.header.stamp)
+        if not 0.0 <= age_s <= self.params.max_fix_age_s:
+            self.status.count(f"{self.message}_withheld_stale")
+            return
+        pose = fused_pose(odom, tracking)
+        if self.message == "odometry":
+            fields = odometry_fields(pose, self.resets.count, self.params.quality_reference_sigma_m)
+        else:
+            fields = vision_position_fields(pose, self.resets.count)
+        self._send(self.message, fields)
 
     def _send_heartbeat(self) -> None:
         m = self.mavutil.mavlink
@@ -120,6 +196,16 @@ class FcBridgeNode(StageNode):
                                          m.MAV_STATE_ACTIVE if self.active else m.MAV_STATE_STANDBY)
         except OSError as exc:
             self.status.drop("mavlink_send_error", exc)
+
+
+def fused_pose(msg: Odometry, tracking: bool) -> FusedPose:
+    """nav_msgs/Odometry (map ENU pose, REP-105 body twist, 6x6 covariances) -> core's FusedPose."""
+    p, t = msg.pose.pose.position, msg.twist.twist
+    return FusedPose(stamp_to_s(msg.header.stamp), np.array([p.x, p.y, p.z]),
+                     quat_msg_to_wxyz(msg.pose.pose.orientation), np.array([t.linear.x, t.linear.y, t.linear.z]),
+                     np.array([t.angular.x, t.angular.y, t.angular.z]),
+                     np.asarray(msg.pose.covariance, dtype=float).reshape(6, 6),
+                     np.asarray(msg.twist.covariance, dtype=float).reshape(6, 6), tracking)
 
 
 def main(args=None) -> None:

@@ -14,10 +14,12 @@ LIFECYCLE_MANAGER = "lifecycle_manager"
 # Start-up order: the filter first (it owns the map origin and the attitude the others use).
 MANAGED_NODES = (ESKF_NODE, INFERENCE_NODE, RETRIEVAL_NODE, MATCHING_NODE)
 FC_BRIDGE_NODE = "fc_bridge_node"  # optional (an autopilot link): started by gdn replay --mavlink or the launch file
-OPTIONAL_NODES = (FC_BRIDGE_NODE,)
+RECORDER_NODE = "recorder_node"  # optional (the flight data recorder): gdn replay --record, the launch file's record:=true
+OPTIONAL_NODES = (FC_BRIDGE_NODE, RECORDER_NODE)
 
 # Inputs (flight clip bag / aircraft)
 IMAGE = "/camera/image_raw"
+COMPRESSED_IMAGE = IMAGE + "/compressed"  # CompressedImage (JPEG), as image_transport names it: recordings
 CAMERA_INFO = "/camera/camera_info"
 IMU = "/imu/data"
 BARO = "/baro/pressure"

@@ -44,6 +44,19 @@ def with_optional(overrides: dict[str, object], optional_nodes: tuple[str, ...])
     return {**overrides, "node_names": "[" + ", ".join((*names.MANAGED_NODES, *optional_nodes)) + "]"}
 
 
+def optional_node_class(name: str):
+    """The node class of one of names.OPTIONAL_NODES (imported only when hosted: pymavlink, cv2)."""
+    if name == names.FC_BRIDGE_NODE:
+        from gps_denied_nav.nodes.fc_bridge_node import FcBridgeNode
+
+        return FcBridgeNode
+    if name == names.RECORDER_NODE:
+        from gps_denied_nav.nodes.recorder_node import RecorderNode
+
+        return RecorderNode
+    raise ValueError(f"unknown optional node {name!r}; the optional nodes are {names.OPTIONAL_NODES}")
+
+
 def private_domain_id() -> int:
     """A random DDS domain in 1..101 (the range ROS 2 recommends on Linux) other than ROS_DOMAIN_ID's.
 
@@ -98,7 +111,8 @@ class GraphHost:
         """``domain_id``: the DDS domain of the hosted graph (None: ROS_DOMAIN_ID, as any ROS 2 process);
         ``namespace``: every node's namespace; ``arguments``: a process's own command line (``--ros-args ...``
         as ``ros2 launch`` passes it) instead of params_file/overrides/namespace; ``optional_nodes``: names from
-        names.OPTIONAL_NODES to host too (the manager's ``node_names`` must list them: ``with_optional``)."""
+        names.OPTIONAL_NODES to host too (the manager's ``node_names`` must list them: ``with_optional``); those
+        its ``node_names`` lists are hosted anyway."""
         from gps_denied_nav.nodes.eskf_node import EskfNode
         from gps_denied_nav.nodes.inference_node import InferenceNode
         from gps_denied_nav.nodes.lifecycle_manager import LifecycleManager
@@ -107,12 +121,13 @@ class GraphHost:
 
         rclpy.init(args=arguments if arguments is not None else ros_args(params_file, overrides, namespace),
                    domain_id=domain_id)
-        self.graph_nodes = [EskfNode(), InferenceNode(), RetrievalNode(), MatchingNode()]
-        if names.FC_BRIDGE_NODE in optional_nodes:
-            from gps_denied_nav.nodes.fc_bridge_node import FcBridgeNode
-
-            self.graph_nodes.append(FcBridgeNode())
         self.manager = LifecycleManager()
+        # The optional nodes the manager is told to bring up are hosted here too (the launch file's
+        # fc_bridge:=true / record:=true with use_composition:=true set only the manager's node_names).
+        optional = [n for n in self.manager.params.node_names if n in names.OPTIONAL_NODES]
+        optional += [n for n in optional_nodes if n not in optional]
+        self.graph_nodes = [EskfNode(), InferenceNode(), RetrievalNode(), MatchingNode()]
+        self.graph_nodes += [optional_node_class(name)() for name in optional]
         self._executors: list[tuple[Node, Executor]] = []
         self._threads: list[threading.Thread] = []
         for node in [*self.graph_nodes, self.manager]:

@@ -26,6 +26,7 @@ from rosgraph_msgs.msg import Clock
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import s_to_stamp
 from gps_denied_nav.nodes.qos import QOS_CHECK_S, sensor_qos
+from gps_denied_nav.recording.salvage import recording_bags
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.lockstep import FrameGate, header_stamp_s
 
@@ -37,6 +38,31 @@ def message_class(msgtype: str):
 
 
 SENSOR_TOPICS = (names.IMAGE, names.CAMERA_INFO, names.IMU, names.BARO, names.GNSS_FIX)
+# A recording (recorder_node) also holds what the graph published then: never fed back into the graph.
+GRAPH_OUTPUT_PREFIXES = ("/gps_denied_nav/", names.DIAGNOSTICS, "/rosout", "/parameter_events")
+
+
+def replayed(topic: str) -> bool:
+    return not topic.startswith(GRAPH_OUTPUT_PREFIXES)
+
+
+def decompressed_image(raw: bytes) -> bytes:
+    """A raw sensor_msgs/CompressedImage (a recording's JPEG frames) -> a raw sensor_msgs/Image, same header:
+    bgr8, or mono8 for a grey JPEG."""
+    import cv2
+    import numpy as np
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CompressedImage, Image
+
+    msg = deserialize_message(raw, CompressedImage)
+    pixels = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ValueError(f"cannot decode a {msg.format!r} frame of {len(msg.data)} bytes")
+    out = Image(header=msg.header, height=pixels.shape[0], width=pixels.shape[1],
+                encoding="mono8" if pixels.ndim == 2 else "bgr8")
+    out.step = out.width * (1 if pixels.ndim == 2 else 3)
+    out.data = np.ascontiguousarray(pixels[..., :3] if pixels.ndim == 3 else pixels).tobytes()
+    return serialize_message(out)
 GATE_FLOW_S = 0.5  # lockstep, clips without an IMU: how far past a pending frame the clip plays before waiting
 
 
@@ -52,6 +78,7 @@ class BagPlayer:
         self.bag_path = Path(bag_path)
         if not self.bag_path.exists():
             raise FileNotFoundError(f"flight clip not found: {self.bag_path}")
+        self.bags = recording_bags(self.bag_path)  # a clip, or a recording's splits
         self._node = node
         self._rate = rate
         self._progress = progress
@@ -66,6 +93,7 @@ class BagPlayer:
         self._pubs = {}
         self.published = 0
         self.start_s = self.end_s = 0.0
+        self.now_s = float("nan")  # the clip time of the last message published
         self.finished = threading.Event()
 
     def _publisher(self, topic: str, msgtype: str):
@@ -80,11 +108,14 @@ class BagPlayer:
 
     def play(self) -> None:
         """Publish everything (blocking). Call from a thread of its own."""
-        with AnyReader([self.bag_path], default_typestore=typestore()) as reader:
+        with AnyReader(self.bags, default_typestore=typestore()) as reader:
             self.start_s, self.end_s = reader.start_time * 1e-9, reader.end_time * 1e-9
-            conns = list(reader.connections)
+            conns = [c for c in reader.connections if replayed(c.topic)]
             for conn in conns:
-                self._publisher(conn.topic, conn.msgtype)
+                if conn.topic == names.COMPRESSED_IMAGE:
+                    self._publisher(names.IMAGE, "sensor_msgs/msg/Image")
+                else:
+                    self._publisher(conn.topic, conn.msgtype)
             sparse = all(conn.topic != names.IMU for conn in conns)  # e.g. a photo clip (gdn bag import)
             # Let DDS match the new publishers with the graph's subscribers before the first message, and the
             # graph's `auto` sensor subscriptions follow their reliability (looked at every QOS_CHECK_S: a switch
@@ -97,7 +128,7 @@ class BagPlayer:
                 if self._stop.is_set():
                     break
                 t_s = stamp_ns * 1e-9
-                is_image = conn.topic == names.IMAGE
+                is_image = conn.topic in (names.IMAGE, names.COMPRESSED_IMAGE)
                 # Lockstep: the clock must not run past a frame the graph is still working on. A clip with an
                 # IMU reaches its next frame within a frame period and waits there; a sparse one (photos
                 # seconds apart, no IMU) waits once it is GATE_FLOW_S past the frame.
@@ -117,8 +148,12 @@ class BagPlayer:
                 if is_image:
                     last_frame_s = header_stamp_s(raw)
                     self.image_published_wall_s[last_frame_s] = time.time()
-                self._pubs[conn.topic].publish(raw)
+                if conn.topic == names.COMPRESSED_IMAGE:
+                    self._pubs[names.IMAGE].publish(decompressed_image(raw))
+                else:
+                    self._pubs[conn.topic].publish(raw)
                 self.published += 1
+                self.now_s = t_s
                 if self._progress is not None and self.published % 500 == 0:
                     self._progress(t_s - self.start_s, self.end_s - self.start_s)
             if self._gate is not None and last_frame_s is not None and not self._stop.is_set():

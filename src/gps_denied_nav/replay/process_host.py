@@ -25,8 +25,6 @@ from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.node_main import make_executor
 from gps_denied_nav.replay.graph import ros_args, spin_in_threads, stop_spinning
 
-PROCESSES = (*names.MANAGED_NODES, names.LIFECYCLE_MANAGER)
-
 
 def peak_rss_mb(pid: int) -> float | None:
     """VmHWM of a live process (Linux), MB; None when it cannot be read."""
@@ -43,7 +41,13 @@ class ProcessGraphHost:
     """The GraphHost interface (add_node, start, wait_until_active, close) over one process per node."""
 
     def __init__(self, params_file: str | Path | None, overrides: dict[str, object] | None = None,
-                 domain_id: int | None = None, namespace: str = ""):
+                 domain_id: int | None = None, namespace: str = "", optional_nodes: tuple[str, ...] = ()):
+        """``optional_nodes``: names from names.OPTIONAL_NODES started as processes too (the manager's
+        ``node_names`` must list them: ``graph.with_optional``)."""
+        unknown = set(optional_nodes) - set(names.OPTIONAL_NODES)
+        if unknown:
+            raise ValueError(f"unknown optional node(s) {sorted(unknown)}; the optional nodes are {names.OPTIONAL_NODES}")
+        self._names = (*names.MANAGED_NODES, *optional_nodes, names.LIFECYCLE_MANAGER)
         self._args = ros_args(params_file, overrides, namespace)
         self._env = dict(os.environ)
         if domain_id is not None:
@@ -67,7 +71,7 @@ class ProcessGraphHost:
         watcher.create_subscription(DiagnosticArray, names.DIAGNOSTICS, self._on_diagnostics, QoSProfile(depth=50))
         self._executors = [(node, make_executor(node)) for node in [*self._local, watcher]]
         self._threads = spin_in_threads(self._executors)
-        for name in PROCESSES:
+        for name in self._names:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"gps_denied_nav.nodes.{name}", *self._args], env=self._env,
                 start_new_session=True)  # a Ctrl-C in the terminal reaches them through close(), in order
@@ -97,7 +101,7 @@ class ProcessGraphHost:
         """Read each child's peak memory, then SIGINT them (nodes first, manager last) as ros2 launch does."""
         for name, proc in self.processes.items():
             self.peak_rss_mb[name] = peak_rss_mb(proc.pid) if proc.poll() is None else None
-        for name in PROCESSES:
+        for name in self._names:
             proc = self.processes.get(name)
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

@@ -31,6 +31,7 @@ from gps_denied_nav.core.report_html import write_replay_html
 from gps_denied_nav.core.report_state import StateTrack, truth_odometry_frame
 from gps_denied_nav.core.stage_timing import summarize_timing, timing_table
 from gps_denied_nav.nodes import names
+from gps_denied_nav.recording.salvage import recording_bags
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.replay.frame_log import frame_log
 from gps_denied_nav.replay.graph import GraphHost, private_domain_id, with_optional
@@ -49,10 +50,11 @@ def clip_inputs(clip_path: Path) -> tuple[GeoTrack, int, float | None]:
     """Ground truth track, number of camera frames and the last GNSS stamp (when GNSS was lost).
 
     Frames are counted from the bag's index, not read: the images are most of a clip's bytes."""
-    truth = GeoTrack.from_arrays(*read_ground_truth(clip_path))
+    bags = recording_bags(clip_path)  # a clip, or a recording's splits
+    truth = GeoTrack.from_arrays(*read_ground_truth(bags))
     gnss_last = None
-    with AnyReader([clip_path], default_typestore=typestore()) as reader:
-        frames = sum(c.msgcount for c in reader.connections if c.topic == names.IMAGE)
+    with AnyReader(bags, default_typestore=typestore()) as reader:
+        frames = sum(c.msgcount for c in reader.connections if c.topic in (names.IMAGE, names.COMPRESSED_IMAGE))
         gnss = [c for c in reader.connections if c.topic == names.GNSS_FIX]
         for conn, _stamp_ns, raw in reader.messages(connections=gnss):
             stamp = reader.deserialize(raw, conn.msgtype).header.stamp
@@ -63,7 +65,7 @@ def clip_inputs(clip_path: Path) -> tuple[GeoTrack, int, float | None]:
 def truth_states(clip_path: Path, truth: GeoTrack) -> StateTrack | None:
     """Ground-truth odometry in its own ENU frame (pinned by ``truth``, the fixes at the same stamps), or None
     when the clip has none."""
-    t_s, pos_enu_m, q_world_body, vel_world_mps = read_ground_truth_odom(clip_path)
+    t_s, pos_enu_m, q_world_body, vel_world_mps = read_ground_truth_odom(recording_bags(clip_path))
     frame = truth_odometry_frame(truth.t_s, truth.lat_deg, truth.lon_deg, truth.alt_m, t_s, pos_enu_m)
     return None if frame is None else StateTrack.from_arrays(frame, t_s, pos_enu_m, q_world_body, vel_world_mps)
 
@@ -88,7 +90,7 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
            params_file: str | Path | None = None, record_debug_images: bool = False,
            drain_s: float = 3.0, domain_id: int | None = None, mode: str = "lockstep",
            lockstep_timeout_s: float = 10.0, process_per_node: bool = False, namespace: str = "",
-           sensor_qos: bool = False, mavlink: str = "") -> ReplayReport:
+           sensor_qos: bool = False, mavlink: str = "", record: str | Path = "") -> ReplayReport:
     """Replay ``clip`` through the graph and score it. ``domain_id``: the DDS domain to run on; None picks a
     private one (``graph.private_domain_id``) so that a replay never mixes with a live graph or another
     replay; give one to watch the replay from rviz or ``ros2 topic`` (with that ROS_DOMAIN_ID). ``mode``:
@@ -96,7 +98,9 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     ``process_per_node``: each node in a process of its own, as ``ros2 launch`` runs them (else one process).
     ``namespace``: the graph and the player in it (topics relative); ``sensor_qos``: the player publishes the
     sensor topics best effort (sensor-data QoS), as drivers do. outputs.mcap keeps the root-namespace names.
-    ``mavlink``: a pymavlink connection string (udpout:HOST:PORT): fc_bridge_node sends GPS_INPUT there."""
+    ``mavlink``: a pymavlink connection string (udpout:HOST:PORT): fc_bridge_node sends GPS_INPUT there.
+    ``record``: a directory: recorder_node records the flight there as it would on the aircraft. ``clip`` may be
+    such a recording (a session directory of splits: ``recording.salvage.recording_bags``)."""
     if mode not in MODES:
         raise ValueError(f"replay mode must be one of {MODES}, got {mode!r}")
     clip, corpus_dir, out_dir = Path(clip), Path(corpus_dir), Path(out_dir)
@@ -115,15 +119,14 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     print(f"[replay] {mode} mode, DDS domain {domain_id} (ROS_DOMAIN_ID={domain_id} to watch it)", flush=True)
     machine = machine_info()
     overrides: dict[str, object] = {"corpus_dir": str(corpus_dir), "use_sim_time": True}
-    if mavlink and process_per_node:
-        raise ValueError("--mavlink runs fc_bridge_node in the one-process host; drop --process-per-node")
+    optional: tuple[str, ...] = ()
     if mavlink:
-        host = GraphHost(params_file or DEFAULT_PARAMS, with_optional({**overrides, "mavlink_url": mavlink},
-                                                                    (names.FC_BRIDGE_NODE,)),
-                         domain_id=domain_id, namespace=namespace, optional_nodes=(names.FC_BRIDGE_NODE,))
-    else:
-        host_cls = ProcessGraphHost if process_per_node else GraphHost
-        host = host_cls(params_file or DEFAULT_PARAMS, overrides, domain_id=domain_id, namespace=namespace)
+        optional, overrides["mavlink_url"] = (*optional, names.FC_BRIDGE_NODE), mavlink
+    if record:
+        optional, overrides["output_dir"] = (*optional, names.RECORDER_NODE), str(Path(record).resolve())
+    host_cls = ProcessGraphHost if process_per_node else GraphHost
+    host = host_cls(params_file or DEFAULT_PARAMS, with_optional(overrides, optional), domain_id=domain_id,
+                    namespace=namespace, optional_nodes=optional)
     try:
         tool = Node("gdn_replay")
         recorder = OutputRecorder(tool, out_bag, record_debug_images)
@@ -154,7 +157,7 @@ def replay(clip: str | Path, corpus_dir: str | Path, out_dir: str | Path, rate: 
     timing = summarize_timing(s.timing, sent)
     report = dataclasses.replace(report, extras={
         "mode": mode, "rate": rate, "namespace": "/" + namespace.strip("/"),
-        "sensor_qos": "best_effort" if sensor_qos else "reliable", "mavlink": mavlink or None,
+        "sensor_qos": "best_effort" if sensor_qos else "reliable", "mavlink": mavlink or None, "record": str(record) if record else None,
         "latency_clock": "wall: image published -> fix received",
         "host": "process per node" if process_per_node else "one process", "peak_rss_mb": rss,
         "lockstep": gate.summary() if gate is not None else None, "timing": timing,

@@ -191,13 +191,16 @@ def read_clip(bag_path) -> Iterator[tuple[str, int, bytes, str]]:
 
 
 def _read_rows(bag_path, topic: str, row: Callable) -> list:
-    """``row(msg)`` for every message on ``topic``, in bag order."""
+    """``row(msg)`` for every message on ``topic``, in bag order; ``bag_path`` may be a list of bags (a
+    recording's splits, in order)."""
     store = clip_typestore()
-    with Reader(Path(bag_path)) as reader:
-        conns = [c for c in reader.connections if c.topic == topic]
-        if not conns:  # messages(()) would mean every topic
-            return []
-        return [row(store.deserialize_cdr(raw, conn.msgtype)) for conn, _stamp, raw in reader.messages(conns)]
+    rows = []
+    for path in bag_path if isinstance(bag_path, (list, tuple)) else [bag_path]:
+        with Reader(Path(path)) as reader:
+            conns = [c for c in reader.connections if c.topic == topic]
+            if conns:  # messages(()) would mean every topic
+                rows += [row(store.deserialize_cdr(raw, conn.msgtype)) for conn, _stamp, raw in reader.messages(conns)]
+    return rows
 
 
 def _header_s(msg) -> float:
