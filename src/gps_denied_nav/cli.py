@@ -23,11 +23,22 @@ def cmd_provision(args) -> int:
     config = ProvisionConfig(tile_size_m=args.tile_size_m, stride_m=args.stride_m, tile_px=args.tile_px,
                              dem_path=args.dem, ground_alt_m=args.ground_alt_m, assume_sea_level=args.assume_sea_level,
                              geoid_offset_m=args.geoid_offset_m, terrain_sigma_m=args.terrain_sigma_m,
-                             map_registration_sigma_m=args.map_sigma_m)
+                             map_registration_sigma_m=args.map_sigma_m, descriptor_model=args.model,
+                             model_checkpoint=args.checkpoint)
     t0 = time.monotonic()
     manifest = provision(args.ortho, args.out, config,
                          progress=lambda stage, done, total: _progress(f"provision: {stage}")(done, total))
     print(f"corpus {args.out}: {manifest.num_tiles} tiles in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def cmd_convert_netvlad(args) -> int:
+    from gps_denied_nav.core.netvlad_convert import convert_checkpoint
+
+    result = convert_checkpoint(args.checkpoint, args.out, args.layout)
+    print(f"{args.out}: {result.model_id} ({result.descriptor_dim}-d), {result.layout} layout, from "
+          f"{args.checkpoint} (sha256 {result.provenance['source_sha256'][:12]}...)")
+    print(f"provision with it: gdn provision --model vgg16-netvlad --checkpoint {args.out} ...")
     return 0
 
 
@@ -230,7 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-sigma-m", type=float, default=None,
                    help="horizontal 1-sigma of the map's georegistration, added to every fix (default: max(1 m, "
                         "4 source pixels); give the orthophoto's stated absolute accuracy)")
+    p.add_argument("--model", choices=("efficientnet-lite0-netvlad", "vgg16-netvlad"),
+                   default="efficientnet-lite0-netvlad", help="global descriptor: the default EfficientNet-Lite0 "
+                   "NetVLAD, fitted to this map, or a trained VGG16-NetVLAD used as it is (needs --checkpoint)")
+    p.add_argument("--checkpoint", help="converted VGG16-NetVLAD weights (gdn convert-netvlad) for --model "
+                   "vgg16-netvlad")
     p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("convert-netvlad", help="convert a VGG16-NetVLAD checkpoint (pytorch-NetVlad or the seed "
+                       "system) into this project's model file, for gdn provision --model vgg16-netvlad")
+    p.add_argument("checkpoint", help="source checkpoint (.pth.tar / .pt); read weights-only, never unpickling code")
+    p.add_argument("--out", required=True, help="model file to write (MODEL.pt)")
+    p.add_argument("--layout", choices=("auto", "pytorch-netvlad", "seed"), default="auto",
+                   help="key layout of the source (auto: 'seed' when it has pca.* keys, else pytorch-netvlad)")
+    p.set_defaults(func=cmd_convert_netvlad)
 
     p = sub.add_parser("ortho", help="an orthophoto GeoTIFF from overlapping nadir photos (EXIF/XMP or telemetry)")
     p.add_argument("photos", nargs="+", help="JPEG photos of one flight, in flight order")

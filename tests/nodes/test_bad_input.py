@@ -14,6 +14,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image, Imu, NavSatFix, NavSatStatus
 
 from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.qos import QOS_CHECK_S
 from gps_denied_nav.nodes.conversions import s_to_stamp
 from gps_denied_nav.nodes.eskf_node import EskfNode
 from gps_denied_nav.nodes.inference_node import InferenceNode
@@ -40,6 +41,9 @@ def graph(small_corpus):
 def _publish(probe: Node, msg_type, topic: str, messages) -> None:
     pub = probe.create_publisher(msg_type, topic, QoSProfile(depth=50))
     wait_for(lambda: pub.get_subscription_count() > 0, 5.0)
+    # The nodes' `auto` sensor subscriptions start best effort and re-create themselves reliable once they see
+    # this reliable publisher (every QOS_CHECK_S): a message sent across the switch could be lost.
+    time.sleep(1.0 + 2.0 * QOS_CHECK_S)
     for msg in messages:
         pub.publish(msg)
         time.sleep(0.02)

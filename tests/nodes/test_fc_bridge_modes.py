@@ -7,6 +7,7 @@ import socket
 
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import State
 from nav_msgs.msg import Odometry
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -113,3 +114,51 @@ def test_an_unknown_message_fails_configure(listener):
     finally:
         node.destroy_node()
         rclpy.shutdown()
+
+
+def _serial_node(device: str) -> FcBridgeNode:
+    rclpy.init(args=ros_args(DEFAULT_PARAMS, {"mavlink_url": f"{device},57600"}))
+    return FcBridgeNode()
+
+
+def test_a_missing_serial_port_is_an_error_on_diagnostics_not_a_failed_transition():
+    node = _serial_node("/dev/gdn_no_such_port")
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._send_gps_input()
+        level, message = node._health()
+        assert level == DiagnosticStatus.ERROR and "/dev/gdn_no_such_port" in message and "retrying" in message
+        assert node.status.snapshot()["gps_input_not_connected"] == 1
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+def test_a_serial_port_that_goes_away_is_closed_reported_and_reopened():
+    """A pty stands in for a USB serial adapter: its master end closed is the adapter unplugged."""
+    master, slave = os.openpty()
+    device = os.ttyname(slave)
+    node = _serial_node(device)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._send_gps_input()
+        assert os.read(master, 4096)  # bytes reached the "autopilot"
+        assert node._health() is None
+        os.close(master)
+        for _ in range(30):
+            node._send_gps_input()
+        assert node.link is None and node.status.snapshot()["dropped_mavlink_send_error"] >= 2
+        level, message = node._health()
+        assert level == DiagnosticStatus.ERROR and device in message
+        node._send_gps_input()  # while it is gone: counted, nothing raised
+        assert node.status.snapshot()["gps_input_not_connected"] >= 1
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        for fd in (master, slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -2,10 +2,11 @@
 
 Steps: load the map onto an ENU grid, cut square north-up tiles on a regular grid (skipping tiles that
 are mostly nodata), adapt the untrained NetVLAD head to this map (PCA of backbone features for the
-reduction conv, k-means for the centroids), describe every tile with the same `DescriptorExtractor`
-the query side uses, build a flat inner-product FAISS index, detect SIFT once per grid cell of
-`stride_m` (with a context margin, keeping only keypoints inside the cell, so tiles share cells and no
-keypoint is stored twice), write a map preview, and finally a manifest with checksums of every file.
+reduction conv, k-means for the centroids; a trained VGG16-NetVLAD is used as it is), describe every
+tile with the same `DescriptorExtractor` the query side uses, build a flat inner-product FAISS index,
+detect SIFT once per grid cell of `stride_m` (with a context margin, keeping only keypoints inside the
+cell, so tiles share cells and no keypoint is stored twice), write a map preview, and finally a manifest
+with checksums of every file.
 """
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ class ProvisionConfig:
     batch_size: int = 8  # images per forward pass
     seed: int = 0  # sampling and k-means seed: the same map and config give the same corpus
     model: NetVLADConfig = field(default_factory=NetVLADConfig)  # architecture of the descriptor
+    # DESCRIPTOR_MODELS[0]: the EfficientNet-Lite0 NetVLAD of ``model``, fitted to this map (adapt_model);
+    # "vgg16-netvlad": trained weights used as they are, from ``model_checkpoint`` (gdn convert-netvlad).
+    descriptor_model: str = "efficientnet-lite0-netvlad"
+    model_checkpoint: str | None = None
 
 
 def tile_grid(raster: MapRaster, config: ProvisionConfig) -> list[dict]:
@@ -116,6 +121,27 @@ def detect_cell_features(raster: MapRaster, cell_pixels: tuple[int, int, int, in
     east = raster.east_min_m + (cols[inside] + 0.5) * raster.gsd_m
     north = raster.north_max_m - (rows[inside] + 0.5) * raster.gsd_m
     return np.column_stack([east, north]).astype(np.float32), desc[inside].astype(np.float32)
+
+
+DESCRIPTOR_MODELS = ("efficientnet-lite0-netvlad", "vgg16-netvlad")
+
+
+def pretrained_model(config: ProvisionConfig):
+    """The converted VGG16-NetVLAD of ``model_checkpoint``, or None for the default that adapt_model fits."""
+    if config.descriptor_model not in DESCRIPTOR_MODELS:
+        raise ValueError(f"descriptor model must be one of {DESCRIPTOR_MODELS}, got {config.descriptor_model!r}")
+    if config.descriptor_model == DESCRIPTOR_MODELS[0]:
+        if config.model_checkpoint:
+            raise ValueError("a model checkpoint is only read for --model vgg16-netvlad; the default model is "
+                             "fitted to the map")
+        return None
+    if not config.model_checkpoint:
+        raise ValueError("--model vgg16-netvlad needs its trained weights: --checkpoint MODEL.pt, converted from "
+                         "a pytorch-NetVlad or seed-system checkpoint with 'gdn convert-netvlad CHECKPOINT --out "
+                         "MODEL.pt' (no VGG16 weights ship with this package)")
+    from .netvlad_vgg16 import load_vgg16_netvlad
+
+    return load_vgg16_netvlad(config.model_checkpoint)
 
 
 def adapt_model(images: list[np.ndarray], config: ProvisionConfig, rng: np.random.Generator,
@@ -174,6 +200,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
     progress(stage, done, total) is called as work advances; stages: tiles, init, descriptors, sift, write.
     """
     report = progress or (lambda stage, done, total: None)
+    pretrained = pretrained_model(config)  # before the map: a missing or foreign checkpoint fails at once
     raster = map_source if isinstance(map_source, MapRaster) else load_geotiff(map_source, gsd_m=config.map_gsd_m)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,11 +220,11 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
         images.append(tile_image(raster, tile["pixels"], config.tile_px))
         report("tiles", i + 1, len(tiles))
 
-    model, alpha = adapt_model(images, config, rng, report)
-    model_id = save_checkpoint(model, out_dir / "model.pt", config.model)
+    model, alpha = (pretrained, None) if pretrained is not None else adapt_model(images, config, rng, report)
+    model_id = save_checkpoint(model, out_dir / "model.pt", model.config)
 
     runtime = DescriptorExtractor(model, config.device, config.tile_px, config.batch_size)
-    descriptors = np.zeros((len(tiles), config.model.descriptor_dim), np.float32)
+    descriptors = np.zeros((len(tiles), model.config.descriptor_dim), np.float32)
     for start in range(0, len(tiles), config.batch_size):
         descriptors[start:start + config.batch_size] = runtime.describe(images[start:start + config.batch_size])
         report("descriptors", min(start + config.batch_size, len(tiles)), len(tiles))
@@ -225,7 +252,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
         origin=frame, source=str(raster.source),
         map_geometry=MapGeometry(raster.east_min_m, raster.north_max_m, raster.gsd_m, width_px, height_px),
         preview_geometry=preview_geometry, tile_size_m=config.tile_size_m, tile_stride_m=config.stride_m,
-        tile_px=config.tile_px, model_id=model_id, descriptor_dim=config.model.descriptor_dim,
+        tile_px=config.tile_px, model_id=model_id, descriptor_dim=model.config.descriptor_dim,
         num_tiles=len(tiles), num_features=features, root_sift=config.root_sift,
         ground_alt_m=float(np.mean(terrain.heights_m)), terrain_datum=terrain.datum,
         terrain_sigma_m=terrain_sigma_m, map_registration_sigma_m=registration_sigma_m,

@@ -1,6 +1,7 @@
 """Inference runtime for the global descriptor: device selection, preprocessing and batched forward passes.
 
-One class, `DescriptorExtractor`, owns a `NetVLADModel` on a device and turns uint8 RGB images into unit
+One class, `DescriptorExtractor`, owns a `NetVLADModel` (or a `netvlad_vgg16.VGG16NetVLAD`; the input
+normalisation comes from the model's config) on a device and turns uint8 RGB images into unit
 descriptors (for retrieval) or backbone feature maps (for initialising the head at provisioning time).
 Device selection never degrades silently: asking for CUDA on a machine without it, or for TensorRT, raises
 `RuntimeUnavailable` with the reason, so a misconfigured Jetson fails at configure time instead of running
@@ -154,7 +155,8 @@ class DescriptorExtractor:
         return descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
 
     def local_features(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Images [N x H x W x 3] uint8 RGB -> backbone features [N x 1280 x S/32 x S/32] float32."""
+        """Images [N x H x W x 3] uint8 RGB -> backbone features [N x C x S/s x S/s] float32 (EfficientNet:
+        C 1280, s 32; VGG16: C 512, s 16)."""
         return self._run(images, head=False)
 
 

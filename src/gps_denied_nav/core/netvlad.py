@@ -46,10 +46,17 @@ class NetVLADConfig:
     # gamma and white balance differ between orthophoto and camera. Turku benchmark, harsh photometry:
     # recall@1/5/10 0.50/0.78/0.85 without, 0.56/0.86/0.91 with (150 queries).
     standardize_input: bool = True
+    # PCA whitening of the NetVLAD vector to this many dimensions (0: none), fitted by `gdn train-vpr` on the
+    # region's own tiles and views: a smaller index, and whitening down-weights the directions every view shares.
+    whitened_dim: int = 0
+
+    @property
+    def vlad_dim(self) -> int:
+        return self.reduced_channels * self.num_clusters
 
     @property
     def descriptor_dim(self) -> int:
-        return self.reduced_channels * self.num_clusters
+        return self.whitened_dim or self.vlad_dim
 
 
 default_conf = NetVLADConfig()
@@ -106,6 +113,8 @@ class NetVLADModel(nn.Module):
         del self.backbone._fc
         self.reduction = nn.Conv2d(config.backbone_channels, config.reduced_channels, kernel_size=1, bias=True)
         self.netvlad = NetVLAD(config.num_clusters, config.reduced_channels)
+        # PCA whitening (x - mean) W^T as one affine layer, then L2 again (``whitened_dim`` > 0 only).
+        self.whiten = nn.Linear(config.vlad_dim, config.whitened_dim) if config.whitened_dim else None
 
     def local_features(self, images: torch.Tensor) -> torch.Tensor:
         """[B x 3 x H x W] -> backbone features [B x 1280 x H/32 x W/32]."""
@@ -114,7 +123,8 @@ class NetVLADModel(nn.Module):
     def pool(self, local_features: torch.Tensor) -> torch.Tensor:
         """Backbone features [B x 1280 x h x w] -> descriptors [B x D]."""
         reduced = F.normalize(self.reduction(local_features), p=2, dim=1)
-        return self.netvlad(reduced)
+        vlad = self.netvlad(reduced)
+        return vlad if self.whiten is None else F.normalize(self.whiten(vlad), p=2, dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.pool(self.local_features(images))
@@ -185,22 +195,41 @@ def weights_sha256(model: nn.Module) -> str:
 
 def compute_model_id(model: nn.Module) -> str:
     """Model card name + short weights hash, e.g. 'netvlad_efficientnet_lite0@3fa4c2d19e0b'."""
-    return f"{MODEL_CARD_NAME}@{weights_sha256(model)[:12]}"
+    return f"{getattr(model, 'model_card', MODEL_CARD_NAME)}@{weights_sha256(model)[:12]}"
 
 
 def save_checkpoint(model: NetVLADModel, path, config: NetVLADConfig | None = None,
-                    model_id: str | None = None) -> str:
-    """Write state dict + config + model id to ``path``; returns the model id (computed when not given)."""
+                    model_id: str | None = None, provenance: dict | None = None) -> str:
+    """Write state dict + config + model id to ``path``; returns the model id (computed when not given).
+
+    The architecture is the model's card name (`load_checkpoint` builds that class). provenance: plain
+    types saying where the weights came from (default: the model's own, kept from `load_checkpoint`).
+    """
     config = config or model.config
     model_id = model_id or compute_model_id(model)
+    provenance = provenance if provenance is not None else getattr(model, "provenance", None)
     state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "model_id": model_id, "weights_sha256": weights_sha256(model),
-                "config": asdict(config), "state_dict": state}, str(path))
+    payload = {"format": CHECKPOINT_FORMAT, "architecture": getattr(model, "model_card", MODEL_CARD_NAME),
+               "model_id": model_id, "weights_sha256": weights_sha256(model), "config": asdict(config),
+               "state_dict": state}
+    torch.save(payload if provenance is None else dict(payload, provenance=provenance), str(path))
     return model_id
 
 
+def _architecture(path, name: str) -> tuple[type, type]:
+    """(model class, config class) of a checkpoint's architecture; files without the entry predate VGG16."""
+    if name == MODEL_CARD_NAME:
+        return NetVLADModel, NetVLADConfig
+    from .netvlad_vgg16 import MODEL_CARD_NAME as VGG16_CARD, VGG16NetVLAD, VGG16NetVLADConfig
+
+    if name == VGG16_CARD:
+        return VGG16NetVLAD, VGG16NetVLADConfig
+    raise CheckpointError(path, f"unknown architecture {name!r} (known: {MODEL_CARD_NAME}, {VGG16_CARD})")
+
+
 def load_checkpoint(path) -> tuple[NetVLADModel, NetVLADConfig]:
-    """Load a checkpoint written by `save_checkpoint` into an eval-mode model; raises CheckpointError."""
+    """Load a checkpoint written by `save_checkpoint` into an eval-mode model of its architecture
+    (NetVLADModel or netvlad_vgg16.VGG16NetVLAD, with its config); raises CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "file does not exist")
@@ -213,12 +242,14 @@ def load_checkpoint(path) -> tuple[NetVLADModel, NetVLADConfig]:
     for key in ("model_id", "weights_sha256", "config", "state_dict"):
         if key not in payload:
             raise CheckpointError(path, f"missing key '{key}'")
-    known = {f.name for f in fields(NetVLADConfig)}
+    model_class, config_class = _architecture(path, payload.get("architecture", MODEL_CARD_NAME))
+    known = {f.name for f in fields(config_class)}
     unknown = sorted(set(payload["config"]) - known)
     if unknown:
         raise CheckpointError(path, f"unknown config fields {unknown}")
-    config = NetVLADConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
-    model = NetVLADModel(config)
+    config = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
+    model = model_class(config)
+    model.provenance = payload.get("provenance")
     expected, state = model.state_dict(), payload["state_dict"]
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:

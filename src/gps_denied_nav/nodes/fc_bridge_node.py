@@ -11,15 +11,19 @@
   arrives and every ORIGIN_PERIOD_S, so that the autopilot's local frame is the filter's map frame.
 Sent at ``rate_hz`` on a steady timer with a 1 Hz HEARTBEAT of its own (an onboard controller), so the link
 is visible to the autopilot and to a ground station. A send that fails (a serial link that went away) is
-counted on /diagnostics and retried at the next period: the graph keeps navigating.
+counted on /diagnostics and retried at the next period; an endpoint that cannot be opened (a serial port
+not there yet) or keeps failing is ERROR on /diagnostics and reopened every RECONNECT_S. Either way the
+graph keeps navigating; only a malformed URL fails configure.
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from dataclasses import dataclass
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from sensor_msgs.msg import NavSatFix, NavSatStatus
@@ -36,6 +40,8 @@ from gps_denied_nav.nodes.qos import latched_qos
 from gps_denied_nav.nodes.stage_node import StageNode, StageParams
 
 HEARTBEAT_PERIOD_S = 1.0
+RECONNECT_S = 2.0  # an endpoint that could not be opened, or went away, is tried again this often
+MAX_SEND_FAILURES_S = 2.0  # sends failing in a row for this long: the link is closed and reopened
 ORIGIN_PERIOD_S = 10.0  # SET_GPS_GLOBAL_ORIGIN again, for an autopilot that booted or reconnected since
 MESSAGES = ("gps_input", "odometry", "vision_position_estimate")
 
@@ -78,11 +84,12 @@ class FcBridgeNode(StageNode):
             raise ValueError(f"the loaded MAVLink dialect has no {', '.join(missing).upper()}: set MAVLINK20=1")
         # A MAVLink 1 dialect has no extension fields (GPS_INPUT's yaw): send what the loaded one knows.
         self.fieldnames = {m: set(getattr(mavutil.mavlink, f"MAVLink_{m}_message").fieldnames) for m in needed}
+        self.link, self.link_error, self.send_failures = None, "", 0
+        self.status.set_health(self._health)
         try:
-            self.link = mavutil.mavlink_connection(p.mavlink_url, source_system=p.system_id,
-                                                   source_component=p.component_id)
-        except Exception as exc:  # noqa: BLE001 - pymavlink raises socket, serial and value errors alike
-            raise OSError(f"MAVLink endpoint {p.mavlink_url!r}: {type(exc).__name__}: {exc}") from exc
+            self._connect()
+        except Exception as exc:  # noqa: BLE001 - anything but an OSError: the URL itself is wrong
+            raise ValueError(f"MAVLink endpoint {p.mavlink_url!r}: {type(exc).__name__}: {exc}") from exc
         self.config = GpsInputConfig(p.geoid_separation_m, p.dop_reference_sigma_m, p.satellites_visible,
                                      p.max_fix_age_s)
         self.fix: NavSatFix | None = None
@@ -96,7 +103,8 @@ class FcBridgeNode(StageNode):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.timers_ = [self.create_timer(1.0 / p.rate_hz, self._send_local if local else self._send_gps_input,
                                           clock=steady),
-                        self.create_timer(HEARTBEAT_PERIOD_S, self._send_heartbeat, clock=steady)]
+                        self.create_timer(HEARTBEAT_PERIOD_S, self._send_heartbeat, clock=steady),
+                        self.create_timer(RECONNECT_S, self._reconnect, clock=steady)]
         if local:
             self.subscribe(NavSatFix, names.MAP_ORIGIN, self._on_map_origin, qos=latched_qos())
             self.timers_.append(self.create_timer(ORIGIN_PERIOD_S, self._origin_due_again, clock=steady))
@@ -110,6 +118,52 @@ class FcBridgeNode(StageNode):
         link = self.__dict__.pop("link", None)
         if link is not None:
             link.close()
+
+    def _connect(self) -> None:
+        """Open the endpoint; an OSError (no such serial device, no permission, no route) leaves the node
+        configured without a link, ERROR on /diagnostics, retried every RECONNECT_S: the autopilot's port may
+        appear later (a USB adapter enumerating) and the graph navigates meanwhile."""
+        p = self.params
+        try:
+            self.link = self.mavutil.mavlink_connection(p.mavlink_url, source_system=p.system_id,
+                                                        source_component=p.component_id)
+        except OSError as exc:
+            self.link = None
+            self.link_error = f"MAVLink endpoint {p.mavlink_url!r}: {type(exc).__name__}: {exc}"
+            self.status.drop("mavlink_connect_error", self.link_error)
+            return
+        self.link_error, self.send_failures = "", 0
+        self.status.count("mavlink_connected")
+
+    def _reconnect(self) -> None:
+        if self.link is None:
+            try:
+                self._connect()
+            except Exception as exc:  # noqa: BLE001 - an exception escaping a timer stops the executor
+                self.link_error = f"MAVLink endpoint {self.params.mavlink_url!r}: {type(exc).__name__}: {exc}"
+
+    def _link_failed(self, exc: Exception) -> None:
+        """A send failed: counted; after MAX_SEND_FAILURES_S of failures in a row the link is closed and reopened
+        (a serial adapter unplugged and plugged back gets a new file descriptor)."""
+        self.status.drop("mavlink_send_error", exc)
+        self.send_failures += 1
+        if self.send_failures >= max(2, MAX_SEND_FAILURES_S * self.params.rate_hz) and self.link is not None:
+            link, self.link = self.link, None
+            self.link_error = f"MAVLink endpoint {self.params.mavlink_url!r} gone: {type(exc).__name__}: {exc}"
+            try:
+                link.close()
+            except OSError:
+                pass
+
+    def _check_port(self) -> None:
+        """pymavlink swallows a serial write error and marks the port dead: raise it as the OSError it was."""
+        if getattr(self.link, "portdead", False):
+            raise OSError(errno.EIO, f"serial device {self.params.mavlink_url} is dead (unplugged?)")
+
+    def _health(self):
+        if self.link is None and self.link_error:
+            return DiagnosticStatus.ERROR, f"{self.link_error}; retrying every {RECONNECT_S:g} s"
+        return None
 
     def _on_fix(self, msg: NavSatFix) -> None:
         self.fix = msg
@@ -144,14 +198,19 @@ class FcBridgeNode(StageNode):
     def _send(self, message: str, fields: dict) -> bool:
         """``<message>_send`` with the fields the loaded dialect knows; failures counted, never raised."""
         known = self.fieldnames[message]
+        if self.link is None:
+            self.status.count(f"{message}_not_connected")
+            return False
         try:
             getattr(self.link.mav, f"{message}_send")(**{k: v for k, v in fields.items() if k in known})
+            self._check_port()
         except OSError as exc:  # a serial device unplugged, a network gone: count it, try again next period
-            self.status.drop("mavlink_send_error", exc)
+            self._link_failed(exc)
             return False
         except (struct.error, ValueError) as exc:  # a field out of its MAVLink range: a bug, but never fatal here
             self.status.drop(f"{message}_unpackable", f"{exc}: {fields}")
             return False
+        self.send_failures = 0
         self.status.count(f"{message}_sent")
         return True
 
@@ -191,11 +250,14 @@ class FcBridgeNode(StageNode):
 
     def _send_heartbeat(self) -> None:
         m = self.mavutil.mavlink
+        if self.link is None:
+            return
         try:
             self.link.mav.heartbeat_send(m.MAV_TYPE_ONBOARD_CONTROLLER, m.MAV_AUTOPILOT_INVALID, 0, 0,
                                          m.MAV_STATE_ACTIVE if self.active else m.MAV_STATE_STANDBY)
+            self._check_port()
         except OSError as exc:
-            self.status.drop("mavlink_send_error", exc)
+            self._link_failed(exc)
 
 
 def fused_pose(msg: Odometry, tracking: bool) -> FusedPose:

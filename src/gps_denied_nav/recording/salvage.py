@@ -9,31 +9,25 @@ from __future__ import annotations
 
 import shutil
 import struct
-import sys
 import tempfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lz4.frame import decompress as lz4_decompress
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.rosbag2.metadata import parse_qos
+# rosbags' own chunk decompressors (zstd and lz4, from the packages rosbags depends on): one set of codecs.
+from rosbags.rosbag2.storage_mcap import DECOMPRESSORS
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from gps_denied_nav.replay.bag_types import BAG_VERSION, typestore
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:  # the backport rosbags itself depends on below 3.14
-    from backports import zstd
 
 MAGIC = b"\x89MCAP0\r\n"
 CRASHED_SUFFIX = ".crashed"
 OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK, OP_DATA_END = 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
 _RECORD_NAMES = {0x01: "header", OP_FOOTER: "footer", OP_SCHEMA: "schema", OP_CHANNEL: "channel",
                  OP_MESSAGE: "message", OP_CHUNK: "chunk", 0x07: "message index", OP_DATA_END: "data end"}
-_DECOMPRESS = {"": bytes, "zstd": zstd.decompress, "lz4": lz4_decompress}
 
 
 class _Damaged(ValueError):
@@ -116,10 +110,10 @@ def _chunk_content(content: bytes) -> tuple[bytes, str]:
     data = content[pos + 8:pos + 8 + length]
     if len(data) != length:
         raise _Damaged("its records overrun it")
-    if compression not in _DECOMPRESS:
+    if compression not in DECOMPRESSORS:
         raise _Damaged(f"unsupported compression {compression!r}")
     try:
-        raw = _DECOMPRESS[compression](data)
+        raw = DECOMPRESSORS[compression](data, size)
     except Exception as err:  # zstd and lz4 raise their own error types on corrupt input
         raise _Damaged(f"{compression} decompression failed ({err})") from None
     if len(raw) != size:
