@@ -70,3 +70,32 @@ def test_summary_of_nothing_is_empty_not_an_error():
     assert summary["stages"]["inference"]["frames"] == 0
     assert summary["delivery_ms"]["image->inference"]["p50"] is None
     assert timing_table(summary)
+
+
+def test_rolling_timings_summarise_while_another_thread_adds_new_steps():
+    """The diagnostics timer summarises while the worker adds; a new step name must not break the iteration."""
+    import threading
+
+    from gps_denied_nav.core.stage_timing import RollingTimings
+
+    timings, stop, errors = RollingTimings(), threading.Event(), []
+
+    def add():
+        i = 0
+        while not stop.is_set():
+            timings.add({f"step{i % 500}": 1.0, "forward": 2.0})
+            i += 1
+
+    thread = threading.Thread(target=add)
+    thread.start()
+    try:
+        for _ in range(300):
+            try:
+                timings.summary()
+            except RuntimeError as exc:
+                errors.append(exc)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    assert timings.summary()["forward_ms_p50"] == 2.0

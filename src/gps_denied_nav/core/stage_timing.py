@@ -9,6 +9,7 @@ one machine compare; step durations come from ``perf_counter`` differences.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -59,15 +60,21 @@ class RollingTimings:
 
     def __init__(self, window: int = 50) -> None:
         self._values: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
+        # A node's worker adds while its diagnostics timer summarises: a step seen for the first time changed
+        # the dict under the iteration ("dictionary changed size"), and the exception stopped the executor.
+        self._lock = threading.Lock()
 
     def add(self, steps: dict[str, float]) -> None:
-        for step, ms in steps.items():
-            self._values[step].append(ms)
+        with self._lock:
+            for step, ms in steps.items():
+                self._values[step].append(ms)
 
     def summary(self) -> dict[str, float]:
+        with self._lock:
+            snapshot = [(step, np.asarray(values)) for step, values in self._values.items()]
         out = {}
-        for step, values in self._values.items():
-            p50, p95 = np.percentile(np.asarray(values), [50, 95])
+        for step, values in snapshot:
+            p50, p95 = np.percentile(values, [50, 95])
             out[f"{step}_ms_p50"], out[f"{step}_ms_p95"] = float(p50), float(p95)
         return out
 

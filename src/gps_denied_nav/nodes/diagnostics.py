@@ -66,10 +66,21 @@ class NodeStatus:
             return dict(self._counts)
 
     def publish(self) -> None:
+        # A failing source or health function is reported, never raised: an exception escaping this timer
+        # would stop the node's executor (seen: a race in a source killed inference_node mid-replay).
         for values_fn in self._sources:
-            for key, value in values_fn().items():
+            try:
+                values = values_fn()
+            except Exception as exc:  # noqa: BLE001
+                self.drop("diagnostics_source_error", f"{type(exc).__name__}: {exc}")
+                continue
+            for key, value in values.items():
                 self.set(key, value)
-        health = self._health_fn() if self._health_fn is not None else None
+        try:
+            health = self._health_fn() if self._health_fn is not None else None
+        except Exception as exc:  # noqa: BLE001
+            self.drop("diagnostics_health_error", f"{type(exc).__name__}: {exc}")
+            health = None
         now = time.monotonic()
         with self._lock:
             dt = max(now - self._last_publish_wall_s, 1e-3)
