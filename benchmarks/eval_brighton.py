@@ -31,7 +31,7 @@ from gps_denied_nav.core.camera import ground_to_image_homography
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.corpus_build import ProvisionConfig, provision
 from gps_denied_nav.core.descriptor import DescriptorExtractor
-from gps_denied_nav.core.locate import locate_photo
+from gps_denied_nav.core.locate import LocateConfig, _candidate_tiles, _shrunk, locate_photo
 from gps_denied_nav.core.locate_report import score_fixes
 from gps_denied_nav.core.photo_metadata import read_photo_metadata
 from gps_denied_nav.core.photo_ortho import build_orthophoto
@@ -65,6 +65,18 @@ def footprint_on_map(meta, corpus: Corpus) -> float:
     return float((inside & valid).sum() / max(canvas.sum(), 1))
 
 
+def retrieval_rank(meta, corpus: Corpus, extractor) -> int:
+    """Rank (1 = top) of the first tile whose centre is within one stride of the photo's EXIF position, in the
+    order gdn locate tries tiles (best score over its heading hypotheses, every tile ranked); 0: no such tile."""
+    rgb, K = _shrunk(meta, corpus.manifest.map_geometry.gsd_m)
+    tilt = ((meta.gimbal_rpy_deg[0], meta.gimbal_rpy_deg[1] + 90.0) if meta.gimbal_rpy_deg else (0.0, 0.0))
+    order = _candidate_tiles(rgb, K, meta, corpus, extractor, LocateConfig(candidates=corpus.num_tiles), tilt)
+    centre = corpus.frame.to_enu(meta.lat_deg, meta.lon_deg, corpus.frame.origin_alt_m)[:2]
+    hits = [i for i, (index, _score) in enumerate(order)
+            if np.hypot(*(corpus.tile_centres_enu_m[index] - centre)) <= corpus.manifest.tile_stride_m]
+    return hits[0] + 1 if hits else 0
+
+
 def one_direction(map_leg: str, query_leg: str, work: Path) -> dict:
     tag = map_leg.split()[0]
     ortho = build_orthophoto([read_photo_metadata(PHOTOS / name) for name in LEGS[map_leg]], work / f"ortho_{tag}.tif")
@@ -75,12 +87,14 @@ def one_direction(map_leg: str, query_leg: str, work: Path) -> dict:
     extractor = DescriptorExtractor(corpus.load_model(), device="cpu", input_px=corpus.tile_px)
     metas = [read_photo_metadata(PHOTOS / name) for name in LEGS[query_leg]]
     fixes = [locate_photo(meta, corpus, extractor) for meta in metas]
+    ranks = [retrieval_rank(meta, corpus, extractor) for meta in metas]
     report, per_photo = score_fixes(fixes, metas, REFERENCE_SIGMA_M)
     scores = {p["photo"]: p for p in per_photo}
     rows = []
-    for meta, fix in zip(metas, fixes):
+    for meta, fix, rank in zip(metas, fixes, ranks):
         name = Path(meta.path).name
-        rows.append({"photo": name, "on_map": footprint_on_map(meta, corpus), "accepted": fix.accepted,
+        rows.append({"photo": name, "on_map": footprint_on_map(meta, corpus), "retrieval_rank": rank,
+                     "accepted": fix.accepted,
                      "reason": fix.reason, "inliers": fix.inliers, "heading_vs_metadata_deg": fix.heading_vs_metadata_deg,
                      "sigma_m": None if not fix.accepted else float(np.sqrt(np.mean(np.diag(
                          np.asarray(fix.cov_enu_m2).reshape(3, 3))[:2]))), **{k: v for k, v in scores.get(name, {}).items()
@@ -113,8 +127,8 @@ def markdown(directions: list[dict], machine: dict, seconds: float) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine['cpu_model']}, {machine['cores']} cores "
              f"(`benchmarks/eval_brighton.py`, {seconds:.0f} s). Error and NEES against each photo's EXIF GPS, "
              f"whose own {REFERENCE_SIGMA_M:g} m is added to the fix's covariance for the NEES (3σ: NEES 9).", "",
-             "| map from | photo | footprint on the map | fixed | error m (E, N) | fix σ m | NEES | heading vs metadata | "
-             "inliers | outcome |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| map from | photo | footprint on the map | retrieval rank | fixed | error m (E, N) | fix σ m | NEES | "
+             "heading vs metadata | inliers | outcome |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in directions:
         for r in d["photos"]:
             err = f"{r['error_m']:.1f} ({r['error_en_m'][0]:+.1f}, {r['error_en_m'][1]:+.1f})" if r["accepted"] else "-"
@@ -122,9 +136,17 @@ def markdown(directions: list[dict], machine: dict, seconds: float) -> str:
             nees = "-" if not r["accepted"] else f"{r['nees']:.2f}"
             heading = "-" if r["heading_vs_metadata_deg"] is None else f"{r['heading_vs_metadata_deg']:+.0f}°"
             fixed = "yes" if r["accepted"] else "no"
-            lines.append(f"| {d['map']} | {r['photo']} | {100 * r['on_map']:.0f} % | {fixed} | {err} | {sigma} | {nees} | "
-                         f"{heading} | {r['inliers']} | {r['reason']} |")
+            rank = f"{r['retrieval_rank']} of {d['tiles']}" if r["retrieval_rank"] else "-"
+            lines.append(f"| {d['map']} | {r['photo']} | {100 * r['on_map']:.0f} % | {rank} | {fixed} | {err} | {sigma} | "
+                         f"{nees} | {heading} | {r['inliers']} | {r['reason']} |")
     lines += [""] + [f"- map from {d['map']}: {d['tiles']} tiles; {d['map_yaw']}" for d in directions]
+    on_map = [r for d in directions for r in d["photos"] if r["on_map"] >= 0.5]
+    ranks = np.array([r["retrieval_rank"] for r in on_map])
+    if len(ranks):
+        lines.append(f"- retrieval (the corpus' untrained-but-adapted model), photos at least half on the map: "
+                     f"recall@1 {np.mean((ranks >= 1) & (ranks <= 1)):.2f}, recall@5 "
+                     f"{np.mean((ranks >= 1) & (ranks <= 5)):.2f} ({len(ranks)} photos; a hit is a tile centre within "
+                     f"one stride, 10 m, of the photo's EXIF position; locate matches the best {LocateConfig().candidates})")
     return "\n".join(lines) + "\n"
 
 

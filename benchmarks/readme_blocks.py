@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKS = {"figures": "FIGURES.md", "timing": "TIMING.md", "brighton": "BRIGHTON.md", "terrain": "TERRAIN.md"}
+BLOCKS = {"figures": "FIGURES.md", "timing": "TIMING.md", "brighton": "BRIGHTON.md", "terrain": "TERRAIN.md",
+          "vpr": "VPR.md", "index_scale": "INDEX_SCALE.md"}
 
 
 def sync_readme(names=tuple(BLOCKS)) -> None:

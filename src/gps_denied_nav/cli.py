@@ -48,10 +48,38 @@ def cmd_simulate(args) -> int:
     from gps_denied_nav.sim.flight import FlightConfig, simulate_flight
 
     raster = load_geotiff(args.ortho)
-    flight = simulate_flight(raster, FlightConfig(seed=args.seed, duration_s=args.duration_s),
+    flight = simulate_flight(raster, FlightConfig(seed=args.seed, duration_s=args.duration_s,
+                                                  altitude_agl_m=args.altitude_agl_m, appearance=args.appearance),
                              progress=_progress("render frames"))
     write_clip(flight, args.out, progress=_progress("write clip"))
     print(f"flight clip {args.out}: {args.duration_s:.0f} s")
+    return 0
+
+
+def cmd_train_vpr(args) -> int:
+    from gps_denied_nav.core.vpr_corpus import TrainVprConfig, train_vpr
+    from gps_denied_nav.replay.session import print_progress
+
+    config = TrainVprConfig(views_per_tile=args.views_per_tile, val_views_per_tile=args.val_views_per_tile,
+                            epochs=args.epochs, held_out_appearance=args.held_out_appearance,
+                            whitened_dim=args.whitened_dim, seed=args.seed, device=args.device)
+    record = train_vpr(args.corpus, config, args.ortho, progress=print_progress)
+    for name in ("recall_before", "recall_after"):
+        for split, recall in record[name].items():
+            print(f"{name:14s} {split:9s} " + "  ".join(f"{k} {v:.2f}" for k, v in recall.items()))
+    print(f"whitening: {record['whitening']}")
+    print(f"training {record['seconds']['training']:.0f} s, total {record['seconds']['total']:.0f} s; "
+          f"record: {Path(args.corpus) / 'train_vpr.json'}")
+    return 0
+
+
+def cmd_eval_retrieval(args) -> int:
+    from gps_denied_nav.replay.eval_retrieval import evaluate_clip, summary_table
+
+    result = evaluate_clip(args.clip, args.corpus, args.out, args.prior_radius_m, args.prior_sigma_m, args.seed,
+                           progress=_progress("describe frames"))
+    print(summary_table(result))
+    print(f"{result['queries']} queries over {result['tiles']} tiles; {Path(args.out) / 'retrieval.json'}")
     return 0
 
 
@@ -288,7 +316,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bag path to write (MCAP)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration-s", type=float, default=90.0)
+    p.add_argument("--altitude-agl-m", type=float, default=120.0)
+    p.add_argument("--appearance", default="as_mapped", help="season/weather of the frames: as_mapped, autumn, "
+                   "overcast, cloud_shadows or low_sun (core/vpr_views.py)")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("train-vpr", help="fine-tune the corpus' descriptor model on views of its own map and "
+                       "re-index the corpus (resumable: CORPUS/.train_vpr/)")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--ortho", help="the corpus' map GeoTIFF (default: the one its manifest names)")
+    p.add_argument("--views-per-tile", type=int, default=24)
+    p.add_argument("--val-views-per-tile", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--held-out-appearance", default="autumn", help="never trained on; reported on its own")
+    p.add_argument("--whitened-dim", type=int, default=256, help="PCA whitening to this many dimensions (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.set_defaults(func=cmd_train_vpr)
+
+    p = sub.add_parser("eval-retrieval", help="recall@1/5/10/20 of the corpus' retrieval on a clip's frames "
+                       "(global and prior-narrowed, beside the random baseline): OUT/retrieval.json")
+    p.add_argument("clip", help="a flight clip with /ground_truth/fix and /ground_truth/odom (gdn simulate)")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--prior-radius-m", type=float, default=200.0)
+    p.add_argument("--prior-sigma-m", type=float, default=50.0, help="error of the prior position, 1-sigma per axis")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval_retrieval)
 
     p = sub.add_parser("run", help="host every node in one process (a Python component container)")
     p.add_argument("--params", required=True, action="append",

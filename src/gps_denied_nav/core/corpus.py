@@ -7,7 +7,8 @@ features of the whole map in ENU metres (`features.npz`), the model that made th
 records the origin, geometry, model id and the sha256 of every file (its schema and checks live in
 `core.corpus_manifest`); `Corpus.load` refuses anything that does not verify, naming the file and the
 problem, because a silently stale or truncated corpus produces confident wrong fixes. SIFT features are stored once per grid cell of `stride_m` (a tile is a block of
-cells), so overlapping tiles and ENU windows share keypoints without duplicates.
+cells), so overlapping tiles and ENU windows share keypoints without duplicates. The descriptors and the
+index are memory-mapped (`core.tile_index`): a corpus of a million tiles does not have to sit in memory.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from .corpus_manifest import CORPUS_FILES, CorpusError, Manifest, MapGeometry, read_manifest
 from .terrain import TerrainGrid
+from .tile_index import TileSearch, load_index
 
 if TYPE_CHECKING:
     from .netvlad import NetVLADModel
@@ -77,13 +79,16 @@ class Corpus:
     """A verified corpus, loaded read-only. Build one with `Corpus.load(directory)`.
 
     Attributes: tile_ids [N] str; tile_bounds_enu_m [N x 4] (east_min, north_min, east_max, north_max);
-    tile_centres_enu_m [N x 2]; tile_latlon_deg [N x 2]; descriptors [N x D] float32; index (FAISS
-    inner-product index over the descriptors, row i = tile i); model_path; frame (the ENU origin);
+    tile_centres_enu_m [N x 2]; tile_latlon_deg [N x 2]; descriptors [N x D] float32 (memory-mapped); index
+    (FAISS inner-product index over the descriptors, row i = tile i; flat or IVF by corpus size, see
+    manifest.index); index_note (why the index is not memory-mapped, "" when it is); tile_search (what
+    `retrieval.search` takes for exact prior-narrowed search: index, descriptors and a geo grid);
+    model_path; frame (the ENU origin);
     cell_bounds_enu_m [C x 4] and cell_offsets [C + 1]: the SIFT storage cells and their keypoint ranges.
     """
 
     def __init__(self, directory: Path, manifest: Manifest, tiles: list[Tile], descriptors: np.ndarray,
-                 index: faiss.Index, features: dict, terrain: TerrainGrid):
+                 index: faiss.Index, features: dict, terrain: TerrainGrid, index_note: str = ""):
         self.directory, self.manifest, self.frame = directory, manifest, manifest.origin
         self.terrain = terrain
         self.tiles = tiles
@@ -92,7 +97,8 @@ class Corpus:
                                            for t in tiles], dtype=float).reshape(-1, 4)
         self.tile_centres_enu_m = np.array([t.centre_enu_m for t in tiles], dtype=float).reshape(-1, 2)
         self.tile_latlon_deg = np.array([[t.centre_lat_deg, t.centre_lon_deg] for t in tiles]).reshape(-1, 2)
-        self.descriptors, self.index = descriptors, index
+        self.descriptors, self.index, self.index_note = descriptors, index, index_note
+        self.tile_search = TileSearch(index, descriptors, self.tile_centres_enu_m)
         self.model_path = directory / "model.pt"
         self._kp_enu_m = features["keypoints_enu_m"]
         self._desc = features["descriptors"]
@@ -113,16 +119,14 @@ class Corpus:
         if len(tiles) != manifest.num_tiles:
             raise CorpusError(directory / "tiles.json", f"{len(tiles)} tiles, the manifest says {manifest.num_tiles}")
         try:
-            descriptors = np.load(directory / "descriptors.npy", allow_pickle=False)
-        except ValueError as exc:
+            descriptors = np.load(directory / "descriptors.npy", mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
             raise CorpusError(directory / "descriptors.npy", f"unreadable ({exc})") from exc
-        if descriptors.shape != (manifest.num_tiles, manifest.descriptor_dim) or descriptors.dtype != np.float32:
+        if (descriptors.shape != (manifest.num_tiles, manifest.descriptor_dim) or descriptors.dtype != np.float32
+                or not descriptors.flags.c_contiguous):
             raise CorpusError(directory / "descriptors.npy", f"{descriptors.dtype} {descriptors.shape}, expected "
                                                              f"float32 {(manifest.num_tiles, manifest.descriptor_dim)}")
-        try:
-            index = faiss.read_index(str(directory / "index.faiss"))
-        except RuntimeError as exc:
-            raise CorpusError(directory / "index.faiss", f"unreadable ({str(exc).splitlines()[0]})") from exc
+        index, _, index_note = load_index(directory / "index.faiss", manifest.index)
         if index.ntotal != manifest.num_tiles or index.d != manifest.descriptor_dim:
             raise CorpusError(directory / "index.faiss", f"holds {index.ntotal} x {index.d}-d vectors, expected "
                                                          f"{manifest.num_tiles} x {manifest.descriptor_dim}")
@@ -131,7 +135,7 @@ class Corpus:
             terrain = TerrainGrid.load(directory / "terrain.npz")
         except (ValueError, KeyError, OSError) as exc:
             raise CorpusError(directory / "terrain.npz", f"unreadable ({exc})") from exc
-        return cls(directory, manifest, tiles, descriptors, index, features, terrain)
+        return cls(directory, manifest, tiles, descriptors, index, features, terrain, index_note)
 
     num_tiles = property(lambda self: self.manifest.num_tiles)
     model_id = property(lambda self: self.manifest.model_id)

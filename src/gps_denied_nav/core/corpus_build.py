@@ -3,7 +3,8 @@
 Steps: load the map onto an ENU grid, cut square north-up tiles on a regular grid (skipping tiles that
 are mostly nodata), adapt the untrained NetVLAD head to this map (PCA of backbone features for the
 reduction conv, k-means for the centroids; a trained VGG16-NetVLAD is used as it is), describe every
-tile with the same `DescriptorExtractor` the query side uses, build a flat inner-product FAISS index,
+tile with the same `DescriptorExtractor` the query side uses, build its FAISS index (flat, or IVF-Flat for
+a large corpus: `core.tile_index`),
 detect SIFT once per grid cell of `stride_m` (with a context margin, keeping only keypoints inside the
 cell, so tiles share cells and no keypoint is stored twice), write a map preview, and finally a manifest
 with checksums of every file.
@@ -18,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
-import faiss
 import numpy as np
 
 from .corpus import CORPUS_FILES, Manifest, MapGeometry, Tile, file_sha256
@@ -28,6 +28,7 @@ from .map_raster import MapRaster, load_geotiff
 from .netvlad import NetVLADConfig, NetVLADModel, build_model, initialize_from_local_features, save_checkpoint
 from .rectify import FILL_VALUE
 from .terrain import TerrainGrid, flat_terrain, terrain_from_dem
+from .tile_index import IndexConfig, build_index, save_index
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -62,6 +63,7 @@ class ProvisionConfig:
     batch_size: int = 8  # images per forward pass
     seed: int = 0  # sampling and k-means seed: the same map and config give the same corpus
     model: NetVLADConfig = field(default_factory=NetVLADConfig)  # architecture of the descriptor
+    index: IndexConfig = field(default_factory=IndexConfig)  # flat up to 50k tiles, IVF-Flat above (tile_index)
     # DESCRIPTOR_MODELS[0]: the EfficientNet-Lite0 NetVLAD of ``model``, fitted to this map (adapt_model);
     # "vgg16-netvlad": trained weights used as they are, from ``model_checkpoint`` (gdn convert-netvlad).
     descriptor_model: str = "efficientnet-lite0-netvlad"
@@ -229,9 +231,8 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
         descriptors[start:start + config.batch_size] = runtime.describe(images[start:start + config.batch_size])
         report("descriptors", min(start + config.batch_size, len(tiles)), len(tiles))
     np.save(out_dir / "descriptors.npy", descriptors)
-    index = faiss.IndexFlatIP(descriptors.shape[1])
-    index.add(descriptors)
-    faiss.write_index(index, str(out_dir / "index.faiss"))
+    index, index_record = build_index(descriptors, config.index)
+    save_index(index, out_dir / "index.faiss")
 
     features, cell_of = _write_features(raster, tiles, config, out_dir / "features.npz", report)
     preview_geometry = _write_preview(raster, config.preview_max_px, out_dir / "map.png")
@@ -258,7 +259,7 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
         terrain_sigma_m=terrain_sigma_m, map_registration_sigma_m=registration_sigma_m,
         provision_config={**asdict(config), "netvlad_alpha": alpha, "created_unix_s": time.time()},
         files={name: {"sha256": file_sha256(out_dir / name), "bytes": (out_dir / name).stat().st_size}
-               for name in CORPUS_FILES})
+               for name in CORPUS_FILES}, index=index_record)
     (out_dir / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1))
     report("write", 1, 1)
     return manifest

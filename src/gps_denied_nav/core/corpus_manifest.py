@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .geodesy import LocalTangentPlane
@@ -23,6 +23,10 @@ MAX_EXTENT_M = 2.0e7  # half the Earth's circumference: no local tangent plane r
 MAX_RASTER_SIDE_PX = 10_000_000  # 1000 km at 0.1 m/px
 MAX_TILE_PX = 4096  # descriptor input side; larger would not fit an inference batch in memory
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Manifest.index kinds (core.tile_index builds and loads them). A manifest without the field predates the
+# choice by corpus size and describes a flat index: it still reads, so the format version did not change.
+INDEX_FLAT, INDEX_IVF_FLAT = "flat", "ivf_flat"
+FLAT_INDEX = {"kind": INDEX_FLAT}
 
 
 class CorpusError(ValueError):
@@ -70,6 +74,7 @@ class Manifest:
     provision_config: dict  # every ProvisionConfig field, for the record
     files: dict  # file name -> {"sha256": hex, "bytes": int}
     format_version: int = CORPUS_FORMAT_VERSION
+    index: dict = field(default_factory=lambda: dict(FLAT_INDEX))  # index.faiss: kind and parameters (tile_index)
 
     def to_json(self) -> dict:
         return {"format": CORPUS_FORMAT, **asdict(self)}
@@ -83,7 +88,9 @@ class Manifest:
         if type(version) is not int or version != CORPUS_FORMAT_VERSION:
             raise CorpusError(path, f"format version {version!r} is not the supported {CORPUS_FORMAT_VERSION}; "
                                     f"provision the corpus again")
-        fields = _checked(path, "", {k: v for k, v in data.items() if k != "format"}, _MANIFEST)
+        fields = _checked(path, "", {"index": FLAT_INDEX, **{k: v for k, v in data.items() if k != "format"}},
+                          _MANIFEST)
+        fields["index"] = _checked_index(path, fields["index"])
         fields["origin"] = LocalTangentPlane(**_checked(path, "origin.", fields["origin"], _ORIGIN))
         for name in ("map_geometry", "preview_geometry"):
             fields[name] = MapGeometry(**_checked(path, name + ".", fields[name], _GEOMETRY))
@@ -150,6 +157,12 @@ _MANIFEST = {
     "provision_config": _of_type(dict, "an object"),
     "files": _of_type(dict, "an object"),
     "format_version": _integer(CORPUS_FORMAT_VERSION, CORPUS_FORMAT_VERSION),
+    "index": _of_type(dict, "an object"),
+}
+_INDEX_KINDS = {
+    INDEX_FLAT: {"kind": _of_type(str, "a kind")},
+    INDEX_IVF_FLAT: {"kind": _of_type(str, "a kind"), "nlist": _integer(1, 1 << 24), "nprobe": _integer(1, 1 << 24),
+                     "train_size": _integer(1), "seed": _integer(0)},
 }
 _ORIGIN = {"origin_lat_deg": _number(-90.0, 90.0), "origin_lon_deg": _number(-180.0, 180.0),
            "origin_alt_m": _number(-1.0e3, 2.0e4)}
@@ -158,6 +171,16 @@ _GEOMETRY = {"east_min_m": _number(-MAX_EXTENT_M, MAX_EXTENT_M), "north_max_m": 
              "height_px": _integer(1, MAX_RASTER_SIDE_PX)}
 _FILE_RECORD = {"sha256": _of_type(str, "64 lowercase hex digits", lambda v: bool(_SHA256.fullmatch(v))),
                 "bytes": _integer(0)}
+
+
+def _checked_index(path, data: dict) -> dict:
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in _INDEX_KINDS:
+        raise CorpusError(path, f"field 'index.kind' is {_show(kind)}, expected one of {', '.join(_INDEX_KINDS)}")
+    index = _checked(path, "index.", data, _INDEX_KINDS[kind])
+    if kind == INDEX_IVF_FLAT and index["nprobe"] > index["nlist"]:
+        raise CorpusError(path, f"field 'index.nprobe' {index['nprobe']} exceeds 'index.nlist' {index['nlist']}")
+    return index
 
 
 def _checked(path, prefix: str, data, schema: dict) -> dict:

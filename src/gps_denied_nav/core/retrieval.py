@@ -1,10 +1,12 @@
 """Top-K tile retrieval over a corpus' FAISS index, narrowed by the position estimate when there is one.
 
 With a prior (position and radius from the filter) only tiles whose centre lies within the radius compete,
-through FAISS' ID selector on the same flat index, so a well-localised UAV cannot be pulled to a
-look-alike field kilometres away. When the radius holds no tile (the estimate has drifted off the map,
-or the radius is too small) the search goes global rather than returning nothing, and says so in
-``mode``: the caller decides how much to trust a fallback result.
+so a well-localised UAV cannot be pulled to a look-alike field kilometres away. Given a corpus'
+`core.tile_index.TileSearch` (``corpus.tile_search``) the prior gathers its tiles from a geo grid and scores
+them exactly against the descriptors, for any index type and without touching all N; given a bare flat
+index it goes through FAISS' ID selector (exact, but a walk of the whole index). When the radius holds no
+tile (the estimate has drifted off the map, or the radius is too small) the search goes global rather than
+returning nothing, and says so in ``mode``: the caller decides how much to trust a fallback result.
 """
 from __future__ import annotations
 
@@ -38,13 +40,16 @@ def tiles_within(tile_centres_enu_m: np.ndarray, prior_enu_m, prior_radius_m: fl
     return np.flatnonzero(np.einsum("ij,ij->i", offsets_m, offsets_m) <= prior_radius_m**2).astype(np.int64)
 
 
-def search(index: faiss.Index, query: np.ndarray, k: int, tile_centres_enu_m: np.ndarray | None = None,
+def search(index, query: np.ndarray, k: int, tile_centres_enu_m: np.ndarray | None = None,
            prior_enu_m: np.ndarray | None = None, prior_radius_m: float | None = None) -> RetrievalResult:
     """Top-k tiles for query descriptors [D] or [B x D] (unit L2, float32).
 
-    The prior (prior_enu_m [2], prior_radius_m) and tile_centres_enu_m [N x 2] are in the corpus' ENU frame;
-    give all three or none.
+    ``index``: a FAISS index, or a corpus' TileSearch (which holds the tile centres: tile_centres_enu_m is
+    then not needed and not used). The prior (prior_enu_m [2], prior_radius_m) and tile_centres_enu_m
+    [N x 2] are in the corpus' ENU frame; with a FAISS index give all three or none.
     """
+    if not isinstance(index, faiss.Index):  # a TileSearch: the geo grid makes the prior exact for any index
+        return index.search(query, k, prior_enu_m, prior_radius_m)
     single = np.ndim(query) == 1
     queries = np.ascontiguousarray(np.atleast_2d(query), dtype=np.float32)
     prior_args = (tile_centres_enu_m is not None, prior_enu_m is not None, prior_radius_m is not None)
@@ -52,6 +57,9 @@ def search(index: faiss.Index, query: np.ndarray, k: int, tile_centres_enu_m: np
         raise ValueError("a prior needs tile_centres_enu_m, prior_enu_m and prior_radius_m together")
     mode, params, candidates = MODE_GLOBAL, None, index.ntotal
     if all(prior_args):
+        if not isinstance(index, faiss.IndexFlat):
+            raise ValueError(f"a prior on a {type(index).__name__} would only see the cells it probes: search the "
+                             "corpus' tile_search instead")
         selected = tiles_within(tile_centres_enu_m, prior_enu_m, prior_radius_m)
         if len(selected):
             mode, candidates = MODE_PRIOR, len(selected)
@@ -66,5 +74,6 @@ def search(index: faiss.Index, query: np.ndarray, k: int, tile_centres_enu_m: np
                                empty.astype(np.float32)[0] if single else empty.astype(np.float32), mode, candidates)
     scores, indices = index.search(queries, k, params=params)
     if single:
-        scores, indices = scores[0], indices[0]
+        found = indices[0] >= 0  # an IVF index pads with -1 when its probed cells hold fewer than k tiles
+        scores, indices = scores[0][found], indices[0][found]
     return RetrievalResult(indices.astype(np.int64), scores.astype(np.float32), mode, candidates)

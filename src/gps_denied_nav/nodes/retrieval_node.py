@@ -143,10 +143,10 @@ class RetrievalNode(StageNode):
         radius = self._prior_radius(stamp_s, footprint_m)
         timer.mark("decode")
         if radius is None:
-            result = search(self.corpus.index, query, self.params.top_k)
-        else:
-            result = search(self.corpus.index, query, self.params.top_k, self.corpus.tile_centres_enu_m,
-                            np.array(self.prior[1:3]), radius)
+            result = search(self.corpus.tile_search, query, self.params.top_k)
+        else:  # the corpus' geo grid: exact within the radius for a flat or an IVF index, without a walk of all N
+            result = search(self.corpus.tile_search, query, self.params.top_k, prior_enu_m=np.array(self.prior[1:3]),
+                            prior_radius_m=radius)
         out = RetrievalCandidates(header=msg.header, global_search=result.global_search,
                                   prior_radius_m=0.0 if result.global_search else float(radius),
                                   search_ms=timer.mark("search"))

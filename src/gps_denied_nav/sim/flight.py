@@ -24,6 +24,7 @@ from gps_denied_nav.core.rotations import quat_to_rotmat_batch
 from gps_denied_nav.core.terrain import TerrainGrid
 from gps_denied_nav.sim.imu_model import (BaroNoiseModel, BaroSamples, ImuNoiseModel, ImuSamples, synthesize_baro,
                                           synthesize_imu)
+from gps_denied_nav.core.vpr_views import appearance_shift
 from gps_denied_nav.sim.render import Photometric, render_frame
 from gps_denied_nav.sim.trajectory import Kinematics, SurveyTrajectory
 
@@ -42,6 +43,7 @@ class FlightConfig:
     camera_rate_hz: float = 2.0
     camera_time_offset_s: float = 0.0137  # exposures are not on the IMU sample grid
     photometric_strength: float = 0.6  # 0: frames look exactly like the map
+    appearance: str = "as_mapped"  # a season/weather family of core.vpr_views.APPEARANCES applied to every frame
     imu_rate_hz: float = 200.0
     imu_noise: ImuNoiseModel = field(default_factory=ImuNoiseModel.bmi088_class)
     baro_rate_hz: float = 25.0
@@ -153,10 +155,13 @@ def simulate_flight(raster: MapRaster, config: FlightConfig = FlightConfig(),
     k_cam = trajectory.sample(t_cam)
     R_world_cam = quat_to_rotmat_batch(k_cam.q_world_body) @ R_BODY_CAM_NADIR
     images = np.empty((len(t_cam) if config.render_frames else 0, cam.height_px, cam.width_px, 3), np.uint8)
+    appearance_rng = np.random.default_rng([config.seed, 7])  # its own stream: frames as_mapped stay bit-identical
     for i in range(len(images)):
         photometric = Photometric.random(rng, config.photometric_strength)
         images[i] = render_frame(raster, cam.K, R_world_cam[i], k_cam.pos_enu_m[i], cam.width_px, cam.height_px,
                                  config.ground_up_m, photometric, rng, terrain=config.terrain)
+        if config.appearance != "as_mapped":  # a season or weather the map was not taken in
+            images[i] = appearance_shift(images[i], config.appearance, appearance_rng)
         if progress is not None:
             progress(i + 1, len(t_cam))
     if config.sensor_seed is not None:
