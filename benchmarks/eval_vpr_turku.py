@@ -104,9 +104,11 @@ def markdown(record: dict) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {m['cpu_model']}, {m['cores']} cores "
              f"(`benchmarks/eval_vpr_turku.py`): `gdn train-vpr` on {t['views']['train']} views "
              f"({t['config']['views_per_tile']} per tile, {t['config']['epochs']} epochs, appearance "
-             f"'{t['config']['held_out_appearance']}' held out) took {s['views_and_cache'] / 60:.0f} min to render "
-             f"and cache views and {s['training'] / 60:.0f} min to train on the CPU. Frames rendered from the corpus' "
-             "own raster: upper bounds.", "",
+             f"'{t['config']['held_out_appearance']}' held out): {s['views_and_cache'] / 60:.0f} min to render and cache "
+             f"views, {s['training'] / 60:.0f} min to train on the CPU"
+             + (f" (this run resumed at epoch {t['resumed_from_epoch'] + 1}; the times are the resumed run's)"
+                if t.get("resumed_from_epoch") else "") + ". Frames rendered from the corpus' own raster: upper bounds.",
+             "",
              "| flight (held-out seed) | model | search | recall@1 | recall@5 | recall@10 | recall@20 |",
              "|---|---|---|---|---|---|---|"]
     for name, flight in record["flights"].items():

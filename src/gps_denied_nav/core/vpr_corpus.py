@@ -159,13 +159,14 @@ def train_vpr(corpus_dir, config: TrainVprConfig = TrainVprConfig(), ortho=None,
     state_path = work / f"state_{tag}_{config.seed}.pt"
     params = trained_parameters(model)
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
-    history, best, epoch0 = [], None, 0
+    history, best, epoch0, train_s0 = [], None, 0, 0.0
     if state_path.exists():  # resume: the weights, the optimiser and the history of the epochs done
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, epoch0 = json.loads(state["history"]), int(state["epoch"])
         best = state["best"], json.loads(state["best_recall"])
+        train_s0 = float(state.get("train_s", 0.0))  # the epochs done before the interruption
     rng = np.random.default_rng(config.seed + epoch0)
     for epoch in range(epoch0, config.epochs):
         torch.manual_seed(config.seed * 1000 + epoch)
@@ -190,7 +191,8 @@ def train_vpr(corpus_dir, config: TrainVprConfig = TrainVprConfig(), ortho=None,
         if best is None or recall["held_in"]["recall@1"] >= best[1]["held_in"]["recall@1"]:
             best = ({k: v.detach().clone() for k, v in model.state_dict().items()}, recall)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                    "history": json.dumps(history), "best": best[0], "best_recall": json.dumps(best[1])},
+                    "history": json.dumps(history), "best": best[0], "best_recall": json.dumps(best[1]),
+                    "train_s": train_s0 + time.monotonic() - t0 - t_data},
                    str(state_path) + ".tmp")
         os.replace(str(state_path) + ".tmp", state_path)
     if best is not None:
@@ -215,11 +217,12 @@ def train_vpr(corpus_dir, config: TrainVprConfig = TrainVprConfig(), ortho=None,
             fit_whitening(model, vlad, config.whitened_dim, best_power)
             after = validate()
     model.cpu().config = dataclasses.replace(model.config, whitened_dim=model.whiten.out_features if model.whiten else 0)
-    t_train = time.monotonic() - t0 - t_data
+    t_train = train_s0 + time.monotonic() - t0 - t_data  # every run's epochs, whitening and validation
     record = {"config": asdict(config), "views": {"train": int(keep.sum()), "val": len(val_trunk),
                                                   "val_held_out": int(held_out.sum())},
               "recall_before": before, "recall_after": after, "whitening": whitening, "history": history,
-              "seconds": {"views_and_cache": t_data, "training": t_train}, "ortho": str(ortho)}
+              "seconds": {"views_and_cache": t_data, "training": t_train}, "resumed_from_epoch": epoch0,
+              "ortho": str(ortho)}
     _rewrite_corpus(corpus, model, tile_images, record, progress)
     record["seconds"]["total"] = time.monotonic() - t0
     (corpus_dir / "train_vpr.json").write_text(json.dumps(record, indent=1) + "\n")
