@@ -76,9 +76,9 @@ def main() -> int:
             write_clip(data, clip)
         results[name] = {which: evaluate_clip(clip, corpus, work / f"eval_{which}_{flight['seed']}")
                          for which, corpus in (("before", untrained), ("after", trained))}
-    record = {"machine": machine_info(), "seconds": time.monotonic() - t0, "training": training,
-              "flights": {n: {w: {k: v for k, v in r.items() if k != "per_query"} for w, r in f.items()}
-                          for n, f in results.items()}}
+    record = without_paths({"machine": machine_info(), "seconds": time.monotonic() - t0, "training": training,
+                            "flights": {n: {w: {k: v for k, v in r.items() if k != "per_query"} for w, r in f.items()}
+                                        for n, f in results.items()}})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "vpr.json").write_text(json.dumps(record, indent=1) + "\n")
     table = markdown(record)
@@ -87,6 +87,15 @@ def main() -> int:
         sync_readme(("vpr",))
     print(table)
     return 0
+
+
+def without_paths(record: dict) -> dict:
+    """The record with file names for the work directory's paths: docs must not name this machine's folders."""
+    record["training"]["ortho"] = Path(record["training"]["ortho"]).name
+    for flight in record["flights"].values():
+        for result in flight.values():
+            result["clip"], result["corpus"] = Path(result["clip"]).name, Path(result["corpus"]).name
+    return record
 
 
 def whitening_note(w: dict | None) -> str:

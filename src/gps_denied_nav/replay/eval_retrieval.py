@@ -23,6 +23,7 @@ from gps_denied_nav.core.rectify import optical_axis_ground_offset, query_footpr
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.core.vpr_eval import KS, plot_ranks, rank_queries
 from gps_denied_nav.nodes import names
+from gps_denied_nav.nodes.conversions import image_to_rgb  # the nodes' own decoding (and its checks)
 from gps_denied_nav.recording.salvage import recording_bags
 from gps_denied_nav.replay.bag_types import typestore
 from gps_denied_nav.sim.clip import read_ground_truth, read_ground_truth_odom
@@ -40,12 +41,7 @@ def _frames(bags):
                 continue
             if K is None:
                 continue
-            channels = 1 if msg.encoding == "mono8" else 3
-            pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width * channels]
-            pixels = pixels.reshape(msg.height, msg.width, channels)
-            rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[:, :, ::-1] if msg.encoding == "bgr8" \
-                else pixels
-            yield msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec, np.ascontiguousarray(rgb), K
+            yield msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec, image_to_rgb(msg), K
 
 
 def evaluate_clip(clip, corpus_dir, out_dir, prior_radius_m: float = 200.0, prior_sigma_m: float = 50.0,
