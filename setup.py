@@ -13,6 +13,7 @@ console_scripts = [
     "lifecycle_manager = gps_denied_nav.nodes.lifecycle_manager:main",
     "fc_bridge_node = gps_denied_nav.nodes.fc_bridge_node:main",  # optional: the autopilot link
     "recorder_node = gps_denied_nav.nodes.recorder_node:main",  # optional: the flight data recorder
+    "telemetry_node = gps_denied_nav.nodes.telemetry_node:main",  # optional: thermal telemetry, frame-rate limit
     "gps_denied_nav_graph = gps_denied_nav.nodes.graph_main:main",  # all of the above in one process
     "gdn = gps_denied_nav.cli:main",
 ]

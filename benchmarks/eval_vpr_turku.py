@@ -43,8 +43,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "gdn_vpr")
     parser.add_argument("--views-per-tile", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument("--epochs", type=int, default=TrainVprConfig.epochs)
+    parser.add_argument("--colour-jitter", type=float, default=TrainVprConfig.colour_jitter)
+    parser.add_argument("--negative-strides", type=float, default=TrainVprConfig.negative_strides)
+    parser.add_argument("--duration-s", type=float, default=180.0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
     if not TURKU_CSV.exists():
@@ -63,13 +65,15 @@ def main() -> int:
         if not (trained / ".train_vpr").exists():  # a fresh copy, unless a run is to be resumed
             shutil.rmtree(trained, ignore_errors=True)
             shutil.copytree(untrained, trained)
-        train_vpr(trained, TrainVprConfig(views_per_tile=args.views_per_tile, epochs=args.epochs),
+        train_vpr(trained, TrainVprConfig(views_per_tile=args.views_per_tile, epochs=args.epochs,
+                                          colour_jitter=args.colour_jitter,
+                                          negative_strides=args.negative_strides),
                   progress=print_progress)
     training = json.loads((trained / "train_vpr.json").read_text())
     raster = load_geotiff(tif)
     results = {}
     for name, flight in FLIGHTS.items():
-        clip = work / f"clip_{flight['seed']}.mcap"
+        clip = work / f"clip_{flight['seed']}_{args.duration_s:g}s.mcap"
         if not clip.exists():
             data = simulate_flight(raster, FlightConfig(duration_s=args.duration_s, camera_rate_hz=2.0, **flight),
                                    progress=lambda d, t: print_progress(f"render {name}", d, t))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = {"figures": "FIGURES.md", "timing": "TIMING.md", "brighton": "BRIGHTON.md", "terrain": "TERRAIN.md",
-          "vpr": "VPR.md", "index_scale": "INDEX_SCALE.md"}
+          "vpr": "VPR.md", "index_scale": "INDEX_SCALE.md", "runtime": "RUNTIME.md",
+          "compression": "COMPRESSION.md"}
 
 
 def sync_readme(names=tuple(BLOCKS)) -> None:

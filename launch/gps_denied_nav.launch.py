@@ -3,13 +3,15 @@
     ros2 launch gps_denied_nav gps_denied_nav.launch.py corpus_dir:=/data/corpus [namespace:=uav1]
         [use_composition:=true] [image_topic:=/cam0/image_raw] [log_level:=debug] [use_sim_time:=true]
         [fc_bridge:=true mavlink_url:=/dev/ttyTHS1,921600] [record:=true record_dir:=/data/recordings]
+        [telemetry:=true]
 
 Starts the four lifecycle nodes and the lifecycle manager that configures and activates them in order: one
 process per node (as on the aircraft), or with ``use_composition:=true`` all of them in one process
 (``gps_denied_nav_graph``, the host ``gdn run`` uses). Every name in the graph is relative but /clock,
 /diagnostics, /tf and /tf_static, so ``namespace`` moves the whole graph; the ``*_topic`` arguments remap the
 sensor inputs, e.g. to a driver's topics. ``fc_bridge:=true`` adds the autopilot link (fc_bridge_node) and
-``record:=true`` the flight data recorder (recorder_node); the manager brings them up after the four.
+``record:=true`` the flight data recorder (recorder_node), ``telemetry:=true`` the Jetson's thermal telemetry
+and frame-rate limit (telemetry_node); the manager brings them up after the four.
 """
 import os
 
@@ -23,7 +25,7 @@ from launch_ros.actions import LifecycleNode, Node
 PACKAGE = "gps_denied_nav"
 MANAGED = ("eskf_node", "inference_node", "retrieval_node", "matching_node")  # the manager's node_names
 # (launch argument that starts it, optional node): after the four, in this order.
-OPTIONAL = (("fc_bridge", "fc_bridge_node"), ("record", "recorder_node"))
+OPTIONAL = (("fc_bridge", "fc_bridge_node"), ("record", "recorder_node"), ("telemetry", "telemetry_node"))
 # (launch argument, the input the nodes subscribe to): relative, so that the default follows `namespace`.
 SENSOR_INPUTS = (
     ("image_topic", "camera/image_raw"),
@@ -93,6 +95,9 @@ def generate_launch_description():
                               description="true: the flight data recorder (recorder_node)"),
         DeclareLaunchArgument("record_dir", default_value="~/.ros/gdn_recordings",
                               description="where recorder_node writes flight_YYYYmmdd_HHMMSS recordings"),
+        DeclareLaunchArgument("telemetry", default_value="false",
+                              description="true: thermal telemetry (telemetry_node: jtop on /diagnostics, the "
+                                          "thermal frame-rate limit the inference node obeys)"),
         graph,
         *nodes,
         *optional,

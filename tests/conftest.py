@@ -32,6 +32,25 @@ def small_corpus(small_world, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_corpus(small_corpus, tmp_path_factory) -> Path:
+    """A copy of the small corpus with its model exported by ``gdn export-onnx`` (what it printed: export.txt
+    beside the copy), once per session: the onnxruntime backend's tests read it."""
+    import contextlib
+    import io
+    import shutil
+
+    from gps_denied_nav.cli import main
+
+    corpus = tmp_path_factory.mktemp("onnx_corpus") / "corpus"
+    shutil.copytree(small_corpus, corpus)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export-onnx", "--corpus", str(corpus)]) == 0
+    (corpus.parent / "export.txt").write_text(printed.getvalue())
+    return corpus
+
+
+@pytest.fixture(scope="session")
 def short_clip(small_world, tmp_path_factory) -> Path:
     """The short reference flight (replay.reference): 40 s, GNSS for the first 10 s."""
     from gps_denied_nav.replay.reference import short_clip

@@ -19,7 +19,8 @@ def _gdn(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     out = _gdn("--help")
     assert out.returncode == 0
-    for command in ("provision", "simulate", "run", "replay", "demo", "diagnostics", "ortho", "locate"):
+    for command in ("provision", "simulate", "run", "replay", "demo", "diagnostics", "ortho", "locate", "export-onnx",
+                    "build-engine", "fetch-map", "fetch-dem", "train-vpr", "eval-retrieval"):
         assert command in out.stdout
 
 

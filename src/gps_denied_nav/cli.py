@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from gps_denied_nav import cli_engine, cli_maps, cli_provision
+
 
 def _progress(stage: str):
     from gps_denied_nav.replay.session import print_progress
@@ -25,9 +27,14 @@ def cmd_provision(args) -> int:
                              geoid_offset_m=args.geoid_offset_m, terrain_sigma_m=args.terrain_sigma_m,
                              map_registration_sigma_m=args.map_sigma_m, descriptor_model=args.model,
                              model_checkpoint=args.checkpoint)
+
+    def progress(stage, done, total):
+        _progress(f"provision: {stage}")(done, total)
+
+    if cli_provision.wants_scale(args):  # --ray, --split-area-km, --incremental
+        return cli_provision.provision_at_scale(args, config, progress)
     t0 = time.monotonic()
-    manifest = provision(args.ortho, args.out, config,
-                         progress=lambda stage, done, total: _progress(f"provision: {stage}")(done, total))
+    manifest = provision(args.ortho, args.out, config, progress=progress)
     print(f"corpus {args.out}: {manifest.num_tiles} tiles in {time.monotonic() - t0:.1f} s")
     return 0
 
@@ -62,6 +69,7 @@ def cmd_train_vpr(args) -> int:
 
     config = TrainVprConfig(views_per_tile=args.views_per_tile, val_views_per_tile=args.val_views_per_tile,
                             epochs=args.epochs, held_out_appearance=args.held_out_appearance,
+                            colour_jitter=args.colour_jitter, negative_strides=args.negative_strides,
                             whitened_dim=args.whitened_dim, seed=args.seed, device=args.device)
     record = train_vpr(args.corpus, config, args.ortho, progress=print_progress)
     for name in ("recall_before", "recall_after"):
@@ -248,6 +256,15 @@ def _photo_arguments(p) -> None:
     p.add_argument("--sensor-width-mm", type=float, help="sensor width when the camera model is not in the table")
 
 
+def _handler(module: str, name: str):
+    """A subcommand whose handler lives in ``module``, imported only when the subcommand runs."""
+    def run(args) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gdn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -274,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "NetVLAD, fitted to this map, or a trained VGG16-NetVLAD used as it is (needs --checkpoint)")
     p.add_argument("--checkpoint", help="converted VGG16-NetVLAD weights (gdn convert-netvlad) for --model "
                    "vgg16-netvlad")
+    cli_provision.add_arguments(p)
     p.set_defaults(func=cmd_provision)
+    cli_maps.add_parser(sub)  # fetch-map, fetch-dem: a map / DEM of any area from a tile server the user names
 
     p = sub.add_parser("convert-netvlad", help="convert a VGG16-NetVLAD checkpoint (pytorch-NetVlad or the seed "
                        "system) into this project's model file, for gdn provision --model vgg16-netvlad")
@@ -283,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=("auto", "pytorch-netvlad", "seed"), default="auto",
                    help="key layout of the source (auto: 'seed' when it has pca.* keys, else pytorch-netvlad)")
     p.set_defaults(func=cmd_convert_netvlad)
+
+    p = sub.add_parser("export-onnx", help="export the corpus' descriptor model to CORPUS/model.onnx for the "
+                       "inference node's onnxruntime backend, checked against torch")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; 17 parses on TensorRT 8.5+)")
+    p.set_defaults(func=_handler("gps_denied_nav.core.onnx_export", "cmd_export_onnx"))
+    cli_engine.add_parser(sub)
 
     p = sub.add_parser("ortho", help="an orthophoto GeoTIFF from overlapping nadir photos (EXIF/XMP or telemetry)")
     p.add_argument("photos", nargs="+", help="JPEG photos of one flight, in flight order")
@@ -327,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ortho", help="the corpus' map GeoTIFF (default: the one its manifest names)")
     p.add_argument("--views-per-tile", type=int, default=24)
     p.add_argument("--val-views-per-tile", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--held-out-appearance", default="autumn", help="never trained on; reported on its own")
+    p.add_argument("--colour-jitter", type=float, default=0.0,
+                   help="share of training views also given a random hue/saturation jitter (0: none)")
+    p.add_argument("--negative-strides", type=float, default=1.25,
+                   help="tiles further than this many strides from a training view are its negatives")
     p.add_argument("--whitened-dim", type=int, default=256, help="PCA whitening to this many dimensions (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")

@@ -40,6 +40,8 @@ def test_pair_masks_leave_the_half_overlapping_tiles_out():
     tiles = np.array([[0.0, 0.0], [50.0, 0.0], [80.0, 0.0], [200.0, 0.0]])
     pos, neg = pair_masks(np.array([[10.0, 0.0]]), tiles, 50.0)
     assert pos.tolist() == [[True, True, False, False]] and neg.tolist() == [[False, False, False, True]]
+    _, narrow = pair_masks(np.array([[10.0, 0.0]]), tiles, 50.0, negative_strides=1.25)  # train-vpr's default band
+    assert narrow.tolist() == [[False, False, True, True]]
 
 
 def test_recall_and_the_random_baseline():
@@ -145,3 +147,16 @@ def test_multi_similarity_loss_of_only_easy_pairs_is_zero_and_differentiable():
     loss = multi_similarity_loss(sim, torch.tensor([[True, False, False]]), torch.tensor([[False, True, True]]))
     loss.backward()  # a batch with nothing to learn must not break the training step
     assert float(loss) < 0.05 and sim.grad is not None
+
+
+def test_colour_jitter_turns_hues_and_keeps_the_layout():
+    from gps_denied_nav.core.vpr_views import colour_jitter
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, :4] = (40, 160, 40)  # green field beside a black road
+    out = colour_jitter(image, np.random.default_rng(3), hue_deg=36.0, grey_probability=0.0)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert (out[:, 4:] == 0).all(), "black stays black"
+    assert not np.array_equal(out[:, :4], image[:, :4]), "the green was not turned"
+    grey = colour_jitter(image, np.random.default_rng(0), grey_probability=1.0)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()

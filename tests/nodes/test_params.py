@@ -14,12 +14,13 @@ from gps_denied_nav.nodes.matching_node import MatchingParams
 from gps_denied_nav.nodes.params import params_block
 from gps_denied_nav.nodes.recorder_node import RecorderParams
 from gps_denied_nav.nodes.retrieval_node import RetrievalParams
+from gps_denied_nav.nodes.telemetry_node import TelemetryParams
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "params" / "gps_denied_nav.yaml"
 NODE_PARAMS = {"eskf_node": EskfParams, "inference_node": InferenceParams, "retrieval_node": RetrievalParams,
                "matching_node": MatchingParams, "lifecycle_manager": LifecycleManagerParams,
                "fc_bridge_node": FcBridgeParams,
-               "recorder_node": RecorderParams}
+               "recorder_node": RecorderParams, "telemetry_node": TelemetryParams}
 
 
 def _same(a, b) -> bool:

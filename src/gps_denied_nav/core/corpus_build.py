@@ -7,28 +7,27 @@ tile with the same `DescriptorExtractor` the query side uses, build its FAISS in
 a large corpus: `core.tile_index`),
 detect SIFT once per grid cell of `stride_m` (with a context margin, keeping only keypoints inside the
 cell, so tiles share cells and no keypoint is stored twice), write a map preview, and finally a manifest
-with checksums of every file.
+with checksums of every file (`core.corpus_write`, shared with the Ray cluster's `core.provision_ray`).
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .corpus import CORPUS_FILES, Manifest, MapGeometry, Tile, file_sha256
+from .corpus import Manifest
+from .corpus_write import write_corpus
 from .descriptor import DescriptorExtractor
 from .local_features import detect_features
 from .map_raster import MapRaster, load_geotiff
 from .netvlad import NetVLADConfig, NetVLADModel, build_model, initialize_from_local_features, save_checkpoint
 from .rectify import FILL_VALUE
 from .terrain import TerrainGrid, flat_terrain, terrain_from_dem
-from .tile_index import IndexConfig, build_index, save_index
+from .tile_index import IndexConfig
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -179,6 +178,9 @@ def terrain_for(raster: MapRaster, config: ProvisionConfig) -> TerrainGrid:
                          f"got {sum(given)} of them")
     box = (raster.east_min_m, raster.north_max_m, raster.width_m, raster.height_m)
     if config.dem_path is not None:
+        from gps_denied_nav.maps.dem import check_vertical_datum
+
+        check_vertical_datum(config.dem_path, config.geoid_offset_m)  # a geoid DEM without its N: refused
         return terrain_from_dem(config.dem_path, raster.frame, *box, config.terrain_step_m, config.geoid_offset_m)
     return flat_terrain(*box, 0.0 if config.assume_sea_level else float(config.ground_alt_m), config.terrain_step_m)
 
@@ -204,19 +206,12 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
     report = progress or (lambda stage, done, total: None)
     pretrained = pretrained_model(config)  # before the map: a missing or foreign checkpoint fails at once
     raster = map_source if isinstance(map_source, MapRaster) else load_geotiff(map_source, gsd_m=config.map_gsd_m)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The manifest is written last: removing an old one first means an interrupted run never leaves a
-    # directory that looks like a valid corpus.
-    (out_dir / "manifest.json").unlink(missing_ok=True)
+    out_dir = start_corpus(out_dir)
     rng = np.random.default_rng(config.seed)
 
     terrain = terrain_for(raster, config)  # first: a missing or bad DEM fails before minutes of work
-    terrain_sigma_m, registration_sigma_m = error_sigmas_m(raster, config)
-    tiles = tile_grid(raster, config)
-    if not tiles:
-        raise ValueError(f"no tile of {config.tile_size_m} m with >= {config.min_valid_fraction:.0%} valid data "
-                         "fits the map")
+    sigmas_m = error_sigmas_m(raster, config)
+    tiles = corpus_tiles(raster, config)
     images = []
     for i, tile in enumerate(tiles):
         images.append(tile_image(raster, tile["pixels"], config.tile_px))
@@ -230,74 +225,50 @@ def provision(map_source: str | Path | MapRaster, out_dir, config: ProvisionConf
     for start in range(0, len(tiles), config.batch_size):
         descriptors[start:start + config.batch_size] = runtime.describe(images[start:start + config.batch_size])
         report("descriptors", min(start + config.batch_size, len(tiles)), len(tiles))
-    np.save(out_dir / "descriptors.npy", descriptors)
-    index, index_record = build_index(descriptors, config.index)
-    save_index(index, out_dir / "index.faiss")
 
-    features, cell_of = _write_features(raster, tiles, config, out_dir / "features.npz", report)
-    preview_geometry = _write_preview(raster, config.preview_max_px, out_dir / "map.png")
-    terrain.save(out_dir / "terrain.npz")
-    frame, m = raster.frame, round(config.tile_size_m / config.stride_m)
-    records = []
-    for i, tile in enumerate(tiles):
-        centre = (0.5 * (tile["east_min_m"] + tile["east_max_m"]), 0.5 * (tile["north_min_m"] + tile["north_max_m"]))
-        lat, lon, _ = frame.to_geodetic(np.array([centre[0], centre[1], 0.0]))
-        cells = tuple(cell_of[(tile["row"] + dr, tile["col"] + dc)] for dr in range(m) for dc in range(m))
-        fields = {k: v for k, v in tile.items() if k != "pixels"}
-        records.append(Tile(index=i, centre_enu_m=centre, centre_lat_deg=float(lat), centre_lon_deg=float(lon),
-                            cells=cells, **fields))
-    (out_dir / "tiles.json").write_text(json.dumps({"tiles": [asdict(t) for t in records]}, indent=1))
-
-    height_px, width_px = raster.valid.shape
-    manifest = Manifest(
-        origin=frame, source=str(raster.source),
-        map_geometry=MapGeometry(raster.east_min_m, raster.north_max_m, raster.gsd_m, width_px, height_px),
-        preview_geometry=preview_geometry, tile_size_m=config.tile_size_m, tile_stride_m=config.stride_m,
-        tile_px=config.tile_px, model_id=model_id, descriptor_dim=model.config.descriptor_dim,
-        num_tiles=len(tiles), num_features=features, root_sift=config.root_sift,
-        ground_alt_m=float(np.mean(terrain.heights_m)), terrain_datum=terrain.datum,
-        terrain_sigma_m=terrain_sigma_m, map_registration_sigma_m=registration_sigma_m,
-        provision_config={**asdict(config), "netvlad_alpha": alpha, "created_unix_s": time.time()},
-        files={name: {"sha256": file_sha256(out_dir / name), "bytes": (out_dir / name).stat().st_size}
-               for name in CORPUS_FILES}, index=index_record)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1))
-    report("write", 1, 1)
-    return manifest
+    cells, per_cell = feature_cells(tiles, config), features_per_cell(config)
+    found = []
+    for i, cell in enumerate(cells):
+        found.append(detect_cell_features(raster, cell_pixels(raster, cell, config), per_cell, config.sift_margin_px,
+                                          config.root_sift))
+        report("sift", i + 1, len(cells))
+    return write_corpus(out_dir, raster, map_source, config, tiles, model_id, alpha, descriptors, cells, found,
+                        terrain, sigmas_m, report)
 
 
-def _write_features(raster: MapRaster, tiles: list[dict], config: ProvisionConfig, path: Path,
-                    report: ProgressCallback) -> tuple[int, dict]:
-    """Detect SIFT once per stride cell that some tile covers; returns (keypoint count, (row, col) -> cell)."""
+def start_corpus(out_dir) -> Path:
+    """Create ``out_dir`` and remove any manifest in it (the manifest is written last, so an interrupted run
+    never leaves a directory that looks like a valid corpus)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    return out_dir
+
+
+def corpus_tiles(raster: MapRaster, config: ProvisionConfig) -> list[dict]:
+    """``tile_grid``, refusing a map on which no tile fits."""
+    tiles = tile_grid(raster, config)
+    if not tiles:
+        raise ValueError(f"no tile of {config.tile_size_m} m with >= {config.min_valid_fraction:.0%} valid data "
+                         "fits the map")
+    return tiles
+
+
+def feature_cells(tiles: list[dict], config: ProvisionConfig) -> list[tuple[int, int]]:
+    """The stride cells (row, col) that some tile covers, sorted: the order of features.npz."""
     m = round(config.tile_size_m / config.stride_m)
-    cell_keys = sorted({(t["row"] + dr, t["col"] + dc) for t in tiles for dr in range(m) for dc in range(m)})
-    per_cell = int(math.ceil(config.sift_features_per_tile / (m * m)))
-    kps, descs, offsets, bounds = [], [], [0], []
-    for i, (row, col) in enumerate(cell_keys):
-        r0, r1 = round(row * config.stride_m / raster.gsd_m), round((row + 1) * config.stride_m / raster.gsd_m)
-        c0, c1 = round(col * config.stride_m / raster.gsd_m), round((col + 1) * config.stride_m / raster.gsd_m)
-        kp, desc = detect_cell_features(raster, (r0, r1, c0, c1), per_cell, config.sift_margin_px, config.root_sift)
-        kps.append(kp)
-        descs.append(desc)
-        offsets.append(offsets[-1] + len(kp))
-        east_min, north_max = raster.east_min_m + col * config.stride_m, raster.north_max_m - row * config.stride_m
-        bounds.append([east_min, north_max - config.stride_m, east_min + config.stride_m, north_max])
-        report("sift", i + 1, len(cell_keys))
-    np.savez(path, keypoints_enu_m=np.concatenate(kps).reshape(-1, 2).astype(np.float32),
-             descriptors=np.concatenate(descs).reshape(-1, 128).astype(np.float32),
-             cell_offsets=np.asarray(offsets, np.int64), cell_bounds_enu_m=np.asarray(bounds, np.float64))
-    return offsets[-1], {key: i for i, key in enumerate(cell_keys)}
+    return sorted({(t["row"] + dr, t["col"] + dc) for t in tiles for dr in range(m) for dc in range(m)})
 
 
-def _write_preview(raster: MapRaster, max_px: int, path: Path) -> MapGeometry:
-    """map.png: RGBA (alpha = valid) downsampled by an integer factor so its grid stays exact."""
-    height_px, width_px = raster.valid.shape
-    factor = max(1, math.ceil(max(height_px, width_px) / max_px))
-    h, w = height_px // factor, width_px // factor
-    rgb = raster.image_rgb[:h * factor, :w * factor]
-    valid = raster.valid[:h * factor, :w * factor].astype(np.float32)
-    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    alpha = (cv2.resize(valid, (w, h), interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8) * 255
-    bgra = np.dstack([cv2.cvtColor(small, cv2.COLOR_RGB2BGR), alpha])
-    if not cv2.imwrite(str(path), bgra):
-        raise OSError(f"{path}: could not write the map preview")
-    return MapGeometry(raster.east_min_m, raster.north_max_m, raster.gsd_m * factor, w, h)
+def features_per_cell(config: ProvisionConfig) -> int:
+    """A tile's SIFT budget shared by its cells."""
+    m = round(config.tile_size_m / config.stride_m)
+    return int(math.ceil(config.sift_features_per_tile / (m * m)))
+
+
+def cell_pixels(raster: MapRaster, cell: tuple[int, int], config: ProvisionConfig) -> tuple[int, int, int, int]:
+    """Pixel box (r0, r1, c0, c1) of stride cell (row, col) of the grid anchored at the raster's north-west corner."""
+    row, col = cell
+    r0, r1 = round(row * config.stride_m / raster.gsd_m), round((row + 1) * config.stride_m / raster.gsd_m)
+    c0, c1 = round(col * config.stride_m / raster.gsd_m), round((col + 1) * config.stride_m / raster.gsd_m)
+    return r0, r1, c0, c1

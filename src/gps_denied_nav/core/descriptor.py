@@ -1,24 +1,25 @@
-"""Inference runtime for the global descriptor: device selection, preprocessing and batched forward passes.
+"""PyTorch inference of the global descriptor: device selection, normalisation and batched forward passes.
 
 One class, `DescriptorExtractor`, owns a `NetVLADModel` (or a `netvlad_vgg16.VGG16NetVLAD`; the input
 normalisation comes from the model's config) on a device and turns uint8 RGB images into unit
 descriptors (for retrieval) or backbone feature maps (for initialising the head at provisioning time).
 Device selection never degrades silently: asking for CUDA on a machine without it, or for TensorRT, raises
 `RuntimeUnavailable` with the reason, so a misconfigured Jetson fails at configure time instead of running
-ten times slower on its CPU.
+ten times slower on its CPU. `core.runtime` puts this behind the interface the inference node uses, beside
+ONNX Runtime on the same graph (`graph_module`, exported by `core.onnx_export`).
 """
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from .errors import RuntimeUnavailable
 from .netvlad import NetVLADModel, compute_model_id
 from .rectify import FILL_VALUE
+from .runtime import resize_images, unit_rows
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 STANDARD_STD_DN = 50.0  # per-channel std after standardisation, about that of natural 8-bit images
@@ -50,11 +51,18 @@ def standardize(batch_dn: torch.Tensor) -> torch.Tensor:
     the share of footprint outside a rectified query does not shift its colours.
     """
     data = (batch_dn != FILL_VALUE).any(dim=1, keepdim=True).float()  # [N x 1 x H x W]
-    count = data.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
-    mean = (batch_dn * data).sum(dim=(2, 3), keepdim=True) / count
-    std = (((batch_dn - mean) ** 2 * data).sum(dim=(2, 3), keepdim=True) / count).sqrt().clamp(min=1.0)
+    count = _image_sum(data).clamp(min=1.0)
+    mean = _image_sum(batch_dn * data) / count
+    std = (_image_sum((batch_dn - mean) ** 2 * data) / count).sqrt().clamp(min=1.0)
     out = (batch_dn - mean) / std * STANDARD_STD_DN + FILL_VALUE
     return torch.where(data > 0, out, batch_dn)
+
+
+def _image_sum(x: torch.Tensor) -> torch.Tensor:
+    """[N x C x H x W] -> [N x C x 1 x 1]: the sums of the rows, then of the row sums. An exported graph's
+    one ReduceSum over H*W pixels adds them one after another in float32 on ONNX Runtime, an error growing
+    with the pixel count (3e-5 on unit descriptors of 320 px map views); two short sums keep it at torch's."""
+    return x.sum(dim=3, keepdim=True).sum(dim=2, keepdim=True)
 
 
 class DescriptorExtractor:
@@ -106,17 +114,7 @@ class DescriptorExtractor:
 
     def _to_tensor(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         """[N x H x W x 3] uint8 RGB -> [N x 3 x S x S] float32 0..255, resized to input_px (CPU)."""
-        resized = []
-        for image in images:
-            image = np.asarray(image)
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"expected uint8 [H x W x 3] RGB images, got {image.dtype} {image.shape}")
-            if image.shape[:2] != (self.input_px, self.input_px):
-                shrink = max(image.shape[:2]) > self.input_px  # area averaging only anti-aliases when shrinking
-                image = cv2.resize(image, (self.input_px, self.input_px),
-                                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            resized.append(image)
-        return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float()
+        return torch.from_numpy(resize_images(images, self.input_px)).permute(0, 3, 1, 2).float()
 
     def _normalise(self, batch_dn: torch.Tensor) -> torch.Tensor:
         if self.model.config.standardize_input:
@@ -143,7 +141,7 @@ class DescriptorExtractor:
             return self.model(self._model_input(batch_dn))
         key = (tuple(batch_dn.shape), batch_dn.device.type)
         if key not in self._traces:
-            self._traces[key] = torch.jit.trace(_Traceable(self), batch_dn, check_trace=False)
+            self._traces[key] = torch.jit.trace(self.graph_module(), batch_dn, check_trace=False)
         return self._traces[key](batch_dn)
 
     def describe(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -151,8 +149,12 @@ class DescriptorExtractor:
         if len(images) == 0:
             return np.zeros((0, self.descriptor_dim), np.float32)
         descriptors = self._run(images, head=True)
-        # Renormalise after the fp16 / float32 round trip so inner products stay cosine similarities.
-        return descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
+        return unit_rows(descriptors)  # after the fp16 / float32 round trip
+
+    def graph_module(self) -> torch.nn.Module:
+        """Normalisation and model as one module, [N x 3 x S x S] float32 0..255 -> [N x D]: what the traces
+        run and what `core.onnx_export` exports, so every backend starts from the same 0..255 batch."""
+        return _Traceable(self)
 
     def local_features(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Images [N x H x W x 3] uint8 RGB -> backbone features [N x C x S/s x S/s] float32 (EfficientNet:

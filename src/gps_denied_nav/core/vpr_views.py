@@ -50,6 +50,20 @@ def appearance_shift(image_rgb: np.ndarray, family: str, rng: np.random.Generato
     raise ValueError(f"unknown appearance family {family!r}; known: {APPEARANCES}")
 
 
+def colour_jitter(image_rgb: np.ndarray, rng: np.random.Generator, hue_deg: float = 36.0,
+                  saturation: tuple[float, float] = (0.6, 1.4), grey_probability: float = 0.1) -> np.ndarray:
+    """uint8 RGB -> the same with every hue turned by one random angle within +-``hue_deg`` and the saturation
+    scaled (or, with ``grey_probability``, dropped): the generic colour augmentation of the contrastive-learning
+    literature (torchvision's ColorJitter hue 0.1). It teaches the model that a field's layout, not its tint,
+    names the place; it is no season in particular (autumn turns only the greens, and further)."""
+    if rng.random() < grey_probability:
+        return np.repeat(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    hsv = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = np.mod(hsv[..., 0] + rng.uniform(-hue_deg, hue_deg) / 2.0, 180.0)  # OpenCV hue: 2 deg a unit
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(*saturation), 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+
+
 @dataclass(frozen=True)
 class ViewConfig:
     # Height above ground as a multiple of the corpus' tile side: (0.57, 1.07) is 85-160 m over 150 m tiles,
@@ -62,6 +76,7 @@ class ViewConfig:
     camera_height_px: int = 480
     camera_hfov_deg: float = 60.0
     min_valid_fraction: float = 0.9  # of the rectified footprint: a view over the map's edge is not a query
+    colour_jitter_probability: float = 0.0  # share of views also given a generic colour jitter (colour_jitter)
 
 
 @dataclass
@@ -86,6 +101,8 @@ def render_view(raster, ground_up_m: float, tile_size_m: float, tile_px: int, ce
     frame = render_frame(raster, camera.K, R_world_cam, position, camera.width_px, camera.height_px, ground_up_m,
                          photometric, rng)
     frame = appearance_shift(frame, appearance, rng)
+    if config.colour_jitter_probability and rng.random() < config.colour_jitter_probability:
+        frame = colour_jitter(frame, rng)
     # Rectified as the node does: north-up, the frame's short ground side, at the corpus' ground sampling,
     # with the attitude the filter would have (a degree off).
     error = np.radians(rng.normal(0.0, config.attitude_error_deg, 3) * np.array([1.0, 1.0, 2.0]))

@@ -8,16 +8,18 @@ comparable); it loads in ``on_configure``, and a missing or wrong checkpoint fai
 from __future__ import annotations
 
 import array
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus
+from std_msgs.msg import Float32
 
 from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.input_checks import geodetic_problem
-from gps_denied_nav.core.descriptor import DescriptorExtractor
 from gps_denied_nav.core.rectify import query_footprint_m, rectify_to_north_up
+from gps_denied_nav.core.runtime import make_runtime
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.nodes import names
@@ -25,6 +27,7 @@ from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.core.threads import ThreadBudget
 from gps_denied_nav.nodes.extrinsics import Extrinsics
+from gps_denied_nav.nodes.qos import latched_qos
 from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import GlobalDescriptor
@@ -34,7 +37,10 @@ from gps_denied_nav_interfaces.srv import Describe
 @dataclass(frozen=True)
 class InferenceParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus; its model.pt is the model used here
-    device: str = "auto"  # auto | cpu | cuda | tensorrt (tensorrt is detected, engines are built on the Jetson)
+    backend: str = "torch"  # torch | onnxruntime (runs CORPUS/model.onnx, from gdn export-onnx)
+    device: str = "auto"  # auto | cpu | cuda | tensorrt (tensorrt: onnxruntime's TensorRT provider; torch refuses it)
+    fp16: bool = False  # half-precision forward pass (torch on CUDA only; refused elsewhere)
+    tensorrt_precision: str = "fp16"  # backend tensorrt: which engine gdn build-engine built (fp32 | fp16 | int8)
     rectify: bool = True  # warp frames north-up/nadir with the filter attitude before describing them
     query_footprint_scale: float = 1.0  # rectified query side / the frame's short ground side (at most a tile)
     frame_stride: int = 1  # describe every n-th frame
@@ -45,6 +51,7 @@ class InferenceParams(StageParams):
     base_frame: str = "base_link"
     torch_threads: int = 1  # intra-op threads of the forward pass (process-wide; more than the free cores spins)
     torch_interop_threads: int = 1  # torch's inter-op pool (one model, batch 1: nothing to run beside it)
+    onnx_threads: int = 1  # onnxruntime intra-op threads (per session, unlike torch's process-wide pool)
     opencv_threads: int = 1  # rectification warps (process-wide, shared with matching_node when composed)
 
 
@@ -56,7 +63,9 @@ class InferenceNode(StageNode):
 
     def configure_stage(self) -> None:
         corpus = Corpus.load(require_corpus_dir(self.params.corpus_dir))
-        self.extractor = DescriptorExtractor(corpus.load_model(), device=self.params.device, input_px=corpus.tile_px)
+        p = self.params
+        self.runtime = make_runtime(p.backend, corpus, device=p.device, fp16=p.fp16, threads=p.onnx_threads,
+                                    tensorrt_precision=p.tensorrt_precision)
         self.query_gsd_m, self.tile_size_m = corpus.tile_size_m / corpus.tile_px, corpus.tile_size_m
         # The ground under the latest fused position (the corpus mean until there is one): rectification
         # and the query's ground resolution need the height above *this* ground, not above the ellipsoid.
@@ -72,19 +81,24 @@ class InferenceNode(StageNode):
         self.subscribe_sensor(CameraInfo, names.CAMERA_INFO, self.on_camera_info)
         self.track_attitude()
         self.subscribe(NavSatFix, names.FIX, self._on_fix)
+        # The telemetry node's allowed processed rate (latched): frames beyond it are shed before the SoC
+        # reaches its own throttle, which would slow every node at once. No telemetry node: no limit.
+        self.frame_rate_limit_hz, self._last_described_s = math.inf, -math.inf
+        self.subscribe(Float32, names.THERMAL_RATE_LIMIT, self._on_rate_limit, qos=latched_qos())
         self.describe_srv = self.create_service(Describe, "~/describe", self._on_describe)
-        self.get_logger().info(f"model {self.extractor.model_id} on {self.extractor.device}")
+        self.get_logger().info(f"model {self.runtime.model_id} on {self.runtime.name} ({self.runtime.device})")
 
     def thread_budget(self) -> ThreadBudget:
         p = self.params
-        return ThreadBudget(torch_intra_op=p.torch_threads, torch_inter_op=p.torch_interop_threads,
+        torch_threads = (p.torch_threads, p.torch_interop_threads) if p.backend == "torch" else (0, 0)  # else no torch
+        return ThreadBudget(torch_intra_op=torch_threads[0], torch_inter_op=torch_threads[1],
                             opencv=p.opencv_threads, blas=p.blas_threads)
 
     def release_stage(self) -> None:
         if hasattr(self, "worker"):
             self.worker.stop()
             del self.worker
-        self.__dict__.pop("extractor", None)
+        self.__dict__.pop("runtime", None)
         if getattr(self, "describe_srv", None) is not None:
             self.destroy_service(self.describe_srv)
             self.describe_srv = None
@@ -103,11 +117,11 @@ class InferenceNode(StageNode):
             response.success, response.message = False, f"bad image: {exc}"
             return response
         timer = FrameTimer()
-        descriptor = self.extractor.describe(rgb[None])[0]
-        response.descriptor = GlobalDescriptor(header=request.image.header, model_id=self.extractor.model_id,
+        descriptor = self.runtime.describe(rgb[None])[0]
+        response.descriptor = GlobalDescriptor(header=request.image.header, model_id=self.runtime.model_id,
                                                rectified=False, footprint_m=0.0, inference_ms=timer.mark("forward"))
         response.descriptor.descriptor = array.array("f", descriptor.astype(np.float32).tobytes())
-        response.success, response.message = True, f"{descriptor.size}-d, model {self.extractor.model_id}"
+        response.success, response.message = True, f"{descriptor.size}-d, model {self.runtime.model_id}"
         self.status.count("describe_calls")
         return response
 
@@ -134,6 +148,12 @@ class InferenceNode(StageNode):
         if (self._frame_count - 1) % max(1, self.params.frame_stride):
             self.finish_frame(msg.header, timer, "frame_stride", forwarded=False)
             return
+        stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        if 0.0 <= stamp_s - self._last_described_s < 1.0 / self.frame_rate_limit_hz - 0.01:  # 10 ms: stamp jitter
+            self.status.count("skipped_thermal_limit")
+            self.finish_frame(msg.header, timer, "thermal_limit", forwarded=False)
+            return
+        self._last_described_s = stamp_s
         try:
             rgb = image_to_rgb(msg)
         except ValueError as exc:
@@ -142,6 +162,13 @@ class InferenceNode(StageNode):
             return
         timer.mark("decode")
         self.worker.submit((msg.header, rgb, timer))
+
+    def _on_rate_limit(self, msg: Float32) -> None:
+        if not (math.isfinite(msg.data) and msg.data > 0.0):
+            self.status.drop("bad_frame_rate_limit", f"{msg.data} Hz")
+            return
+        self.frame_rate_limit_hz = float(msg.data)
+        self.status.set("frame_rate_limit_hz", f"{self.frame_rate_limit_hz:.2f}")
 
     def _on_skip(self, item) -> None:
         self.status.count("skipped_busy")
@@ -184,9 +211,9 @@ class InferenceNode(StageNode):
                                                          altitude_agl_m, self.query_gsd_m, size_px)
             rectified = True
             timer.mark("rectify")
-        descriptor = self.extractor.describe(query[None])[0]
+        descriptor = self.runtime.describe(query[None])[0]
         inference_ms = timer.mark("forward")
-        out = GlobalDescriptor(header=header, model_id=self.extractor.model_id, rectified=rectified,
+        out = GlobalDescriptor(header=header, model_id=self.runtime.model_id, rectified=rectified,
                                footprint_m=footprint_m, inference_ms=inference_ms)
         out.descriptor = array.array("f", descriptor.astype(np.float32).tobytes())
         self.pub.publish(out)

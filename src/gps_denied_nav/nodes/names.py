@@ -15,7 +15,8 @@ LIFECYCLE_MANAGER = "lifecycle_manager"
 MANAGED_NODES = (ESKF_NODE, INFERENCE_NODE, RETRIEVAL_NODE, MATCHING_NODE)
 FC_BRIDGE_NODE = "fc_bridge_node"  # optional (an autopilot link): started by gdn replay --mavlink or the launch file
 RECORDER_NODE = "recorder_node"  # optional (the flight data recorder): gdn replay --record, the launch file's record:=true
-OPTIONAL_NODES = (FC_BRIDGE_NODE, RECORDER_NODE)
+TELEMETRY_NODE = "telemetry_node"  # optional (thermal telemetry, the frame-rate limit): the launch file's telemetry:=true
+OPTIONAL_NODES = (FC_BRIDGE_NODE, RECORDER_NODE, TELEMETRY_NODE)
 
 # Inputs (flight clip bag / aircraft)
 IMAGE = "/camera/image_raw"
@@ -40,6 +41,7 @@ CANDIDATES = "/gps_denied_nav/retrieval/candidates"
 DEBUG_IMAGE = "/gps_denied_nav/retrieval/debug_image"
 MARKERS = "/gps_denied_nav/retrieval/markers"
 STAGE_TIMING = "/gps_denied_nav/timing"  # StageTiming: one record per frame and stage
+THERMAL_RATE_LIMIT = "/gps_denied_nav/thermal/frame_rate_limit_hz"  # Float32, latched: the allowed processed rate
 DIAGNOSTICS = "/diagnostics"
 
 TF = "/tf"

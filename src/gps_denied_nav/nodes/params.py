@@ -25,7 +25,7 @@ _FIELD_COMMENT = re.compile(r"^\s+(\w+):[^=#]+=[^#]*#\s*(.+?)\s*$")
 # Bounds ROS enforces at declaration and on every set (name: (from, to)); the nodes' checks still apply.
 RANGES = {
     "executor_threads": (1, 64), "blas_threads": (1, 64), "torch_threads": (1, 64), "torch_interop_threads": (1, 64),
-    "opencv_threads": (1, 64), "faiss_threads": (1, 64),
+    "onnx_threads": (1, 64), "opencv_threads": (1, 64), "faiss_threads": (1, 64),
     "sensor_qos_depth": (1, 10_000), "imu_qos_depth": (1, 100_000),
     "gate_probability": (0.5, 0.999999), "publish_rate_hz": (1.0, 1000.0), "cv_rate_hz": (1.0, 1000.0),
     "history_s": (0.1, 60.0), "path_length": (1, 100_000), "path_period_s": (0.01, 3600.0),

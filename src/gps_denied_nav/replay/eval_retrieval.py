@@ -44,19 +44,17 @@ def _frames(bags):
             yield msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec, image_to_rgb(msg), K
 
 
-def evaluate_clip(clip, corpus_dir, out_dir, prior_radius_m: float = 200.0, prior_sigma_m: float = 50.0,
-                  seed: int = 0, progress=None) -> dict:
-    t0 = time.monotonic()
-    corpus = Corpus.load(corpus_dir)
+def rectified_queries(clip, corpus: Corpus, progress=None):
+    """(stamp_s, rectified north-up query [uint8 RGB], ground-truth footprint centre [2] ENU m) of each camera
+    frame of ``clip`` inside its ground truth's time span: rectified with the ground-truth attitude and height
+    above the corpus' terrain, at the corpus' ground sampling, as inference_node does with the filter's."""
     bags = recording_bags(clip)
     t_fix, lat, lon, alt = read_ground_truth(bags)
     t_odom, _pos, q_world_body, _vel = read_ground_truth_odom(bags)
     if not len(t_fix) or not len(t_odom):
         raise ValueError(f"{clip}: no /ground_truth/fix or /ground_truth/odom to score retrieval against")
     enu = corpus.frame.to_enu(lat, lon, alt)
-    extractor = DescriptorExtractor(corpus.load_model(), "cpu", corpus.tile_px)
     gsd_m = corpus.tile_size_m / corpus.tile_px
-    stamps, descriptors, truth = [], [], []
     frames = list(_frames(bags))
     for i, (t_s, rgb, K) in enumerate(frames):
         if not t_fix[0] <= t_s <= t_fix[-1]:
@@ -66,11 +64,21 @@ def evaluate_clip(clip, corpus_dir, out_dir, prior_radius_m: float = 200.0, prio
         agl_m = position[2] - corpus.ground_up_at(position[0], position[1])
         footprint_m = query_footprint_m(K, rgb.shape[1], rgb.shape[0], agl_m, 1.0, corpus.tile_size_m)
         query, _valid, _ = rectify_to_north_up(rgb, K, R_world_cam, agl_m, gsd_m, max(32, int(round(footprint_m / gsd_m))))
-        descriptors.append(extractor.describe(query[None])[0])
-        truth.append(position[:2] + optical_axis_ground_offset(K, R_world_cam, agl_m))
-        stamps.append(t_s)
+        yield t_s, query, position[:2] + optical_axis_ground_offset(K, R_world_cam, agl_m)
         if progress is not None:
             progress(i + 1, len(frames))
+
+
+def evaluate_clip(clip, corpus_dir, out_dir, prior_radius_m: float = 200.0, prior_sigma_m: float = 50.0,
+                  seed: int = 0, progress=None) -> dict:
+    t0 = time.monotonic()
+    corpus = Corpus.load(corpus_dir)
+    extractor = DescriptorExtractor(corpus.load_model(), "cpu", corpus.tile_px)
+    stamps, descriptors, truth = [], [], []
+    for t_s, query, ground in rectified_queries(clip, corpus, progress):
+        descriptors.append(extractor.describe(query[None])[0])
+        truth.append(ground)
+        stamps.append(t_s)
     if not descriptors:
         raise ValueError(f"{clip}: no camera frame inside the ground truth's time span")
     truth, stamps = np.array(truth), np.array(stamps)

@@ -54,6 +54,10 @@ def optional_node_class(name: str):
         from gps_denied_nav.nodes.recorder_node import RecorderNode
 
         return RecorderNode
+    if name == names.TELEMETRY_NODE:
+        from gps_denied_nav.nodes.telemetry_node import TelemetryNode
+
+        return TelemetryNode
     raise ValueError(f"unknown optional node {name!r}; the optional nodes are {names.OPTIONAL_NODES}")
 
 
