@@ -97,3 +97,23 @@ def test_bad_governor_parameters_fail_configure():
             assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         finally:
             node.destroy_node()
+
+
+def test_the_filter_states_the_fix_interval_the_thermal_limit_allows():
+    """0.2 Hz allowed: fixes at least 5 s apart, more than the 3 s re-initialisation chord: counted and on
+    /diagnostics; a non-finite limit is dropped and counted, the last good one kept."""
+    from gps_denied_nav.nodes.eskf_node import EskfNode
+
+    with ros_context({"origin_lat_deg": 60.45, "origin_lon_deg": 22.27, "origin_alt_m": 40.0}):
+        node, probe = EskfNode(), Node("probe")
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        limit = probe.create_publisher(Float32, names.relative(THERMAL_RATE_LIMIT), latched_qos())
+        with spinning(node, probe):
+            limit.publish(Float32(data=0.2))
+            assert wait_for(lambda: abs(node.thermal.frame_rate_limit_hz - 0.2) < 1e-6, 10.0), "the latched limit never arrived"
+            limit.publish(Float32(data=float("inf")))
+            assert wait_for(lambda: node.status.snapshot().get("dropped_bad_frame_rate_limit") == 1, 10.0)
+        counts = node.status.snapshot()
+        interval_s = node.thermal.min_fix_interval_s
+        node.trigger_cleanup()
+    assert abs(interval_s - 5.0) < 1e-5 and counts.get("thermal_limit_beyond_reinit_chord") == 1, (interval_s, counts)

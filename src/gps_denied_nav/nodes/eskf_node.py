@@ -44,6 +44,7 @@ from gps_denied_nav.nodes.eskf_params import EskfParams
 from gps_denied_nav.nodes.eskf_services import FilterServices
 from gps_denied_nav.nodes.eskf_start import FilterStart
 from gps_denied_nav.nodes.stage_node import StageNode
+from gps_denied_nav.nodes.thermal_limit import ThermalLimitFollower
 from gps_denied_nav_interfaces.msg import VisualFix
 from gps_denied_nav_interfaces.srv import SetPose
 
@@ -87,6 +88,7 @@ class EskfNode(FilterStart, FilterServices, StageNode):
         self.status.set("motion_model", self.config.motion_model)
         self.enable_timing("eskf")
         self.subscribe(VisualFix, names.VISUAL_FIX, self._on_visual_fix, depth=20)
+        self.thermal = ThermalLimitFollower(self, p.reinit_max_chord_s)  # the fix interval a hot SoC allows
         self.subscribe_sensor(FluidPressure, names.BARO, self._on_baro)
         self.subscribe_sensor(NavSatFix, names.GNSS_FIX, self._on_gnss)
         self.filter_services = [self.create_service(Trigger, "~/reset", self._on_reset),
