@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ def run_ray(map_path: Path, out: Path, config: ProvisionConfig, workers: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--map", type=Path, help="GeoTIFF to provision (default: Turku, else the demo world)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/bench_provision_ray"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_provision_ray")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "provision_bench.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

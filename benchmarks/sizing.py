@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ def _bytes(n: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("/tmp/bench_provision_ray/single_1t"),
+    parser.add_argument("--corpus", type=Path, default=Path(tempfile.gettempdir()) / "bench_provision_ray" / "single_1t",
                         help="a provisioned corpus of real imagery with the default config")
     parser.add_argument("--bench", type=Path, default=ROOT / "docs" / "provision_bench.json")
     parser.add_argument("--gpu-tiles-per-s", type=float, default=1000.0,

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus
-from std_msgs.msg import Float32
 
 from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
@@ -27,8 +26,8 @@ from gps_denied_nav.nodes.conversions import image_to_rgb, stamp_to_s
 from gps_denied_nav.nodes.node_main import run_node
 from gps_denied_nav.core.threads import ThreadBudget
 from gps_denied_nav.nodes.extrinsics import Extrinsics
-from gps_denied_nav.nodes.qos import latched_qos
 from gps_denied_nav.nodes.stage_node import StageNode, StageParams, require_corpus_dir
+from gps_denied_nav.nodes.thermal_limit import ThermalLimitFollower
 from gps_denied_nav.nodes.worker import LatestWorker
 from gps_denied_nav_interfaces.msg import GlobalDescriptor
 from gps_denied_nav_interfaces.srv import Describe
@@ -83,8 +82,7 @@ class InferenceNode(StageNode):
         self.subscribe(NavSatFix, names.FIX, self._on_fix)
         # The telemetry node's allowed processed rate (latched): frames beyond it are shed before the SoC
         # reaches its own throttle, which would slow every node at once. No telemetry node: no limit.
-        self.frame_rate_limit_hz, self._last_described_s = math.inf, -math.inf
-        self.subscribe(Float32, names.THERMAL_RATE_LIMIT, self._on_rate_limit, qos=latched_qos())
+        self.thermal, self._last_described_s = ThermalLimitFollower(self), -math.inf
         self.describe_srv = self.create_service(Describe, "~/describe", self._on_describe)
         self.get_logger().info(f"model {self.runtime.model_id} on {self.runtime.name} ({self.runtime.device})")
 
@@ -163,12 +161,9 @@ class InferenceNode(StageNode):
         timer.mark("decode")
         self.worker.submit((msg.header, rgb, timer))
 
-    def _on_rate_limit(self, msg: Float32) -> None:
-        if not (math.isfinite(msg.data) and msg.data > 0.0):
-            self.status.drop("bad_frame_rate_limit", f"{msg.data} Hz")
-            return
-        self.frame_rate_limit_hz = float(msg.data)
-        self.status.set("frame_rate_limit_hz", f"{self.frame_rate_limit_hz:.2f}")
+    @property
+    def frame_rate_limit_hz(self) -> float:
+        return self.thermal.frame_rate_limit_hz
 
     def _on_skip(self, item) -> None:
         self.status.count("skipped_busy")

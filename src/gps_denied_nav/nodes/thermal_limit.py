@@ -1,4 +1,4 @@
-"""The telemetry node's thermal frame-rate limit, as the filter follows it.
+"""The telemetry node's thermal frame-rate limit, as the inference node and the filter follow it.
 
 ``telemetry_node`` publishes (latched) the processed frame rate the SoC can afford; the inference node sheds
 frames beyond it. Visual fixes then come at most that often, so the filter states the interval it must now
@@ -17,8 +17,11 @@ from gps_denied_nav.nodes.qos import latched_qos
 
 
 class ThermalLimitFollower:
-    def __init__(self, node, reinit_max_chord_s: float):
-        self.node, self.reinit_max_chord_s = node, float(reinit_max_chord_s)
+    """The latest valid limit (``frame_rate_limit_hz``, inf until one arrives); ``reinit_max_chord_s``: the
+    filter's chord, warned about when the limit spaces fixes further apart (None: no such check)."""
+
+    def __init__(self, node, reinit_max_chord_s: float | None = None):
+        self.node, self.reinit_max_chord_s = node, reinit_max_chord_s
         self.frame_rate_limit_hz, self.min_fix_interval_s = math.inf, 0.0  # no telemetry node: no limit
         node.subscribe(Float32, names.THERMAL_RATE_LIMIT, self._on_limit, qos=latched_qos())
 
@@ -30,7 +33,7 @@ class ThermalLimitFollower:
         self.frame_rate_limit_hz, self.min_fix_interval_s = float(msg.data), 1.0 / float(msg.data)
         status.set("thermal_frame_rate_limit_hz", self.frame_rate_limit_hz)
         status.set("min_fix_interval_s", self.min_fix_interval_s)
-        if self.min_fix_interval_s > self.reinit_max_chord_s:
+        if self.reinit_max_chord_s is not None and self.min_fix_interval_s > self.reinit_max_chord_s:
             status.count("thermal_limit_beyond_reinit_chord")
             self.node.get_logger().warning(
                 f"thermal limit {self.frame_rate_limit_hz:.2f} Hz: visual fixes at least {self.min_fix_interval_s:.1f} s "
