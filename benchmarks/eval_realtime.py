@@ -20,6 +20,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Each change that brought the latency down, undone on its own (appended to the run's parameter overlay).
+ABLATIONS = (
+    ("waits for the attitude at the exposure (attitude_lag_s 0)", "    attitude_lag_s: 0.0\n"),
+    ("SIFT on the full-size frame (query_scale 1)",
+     "/**/matching_node:\n  ros__parameters:\n    query_scale: 1.0\n"),
+)
 
 
 def main() -> int:
@@ -39,6 +45,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
     parser.add_argument("--one-process", action="store_true", help="host every node in one process instead")
+    parser.add_argument("--ablate", action="store_true", help="also run the last backend with each latency change "
+                        "undone (ABLATIONS): waiting for the filter's attitude, SIFT on the full-size frame")
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -56,15 +64,18 @@ def main() -> int:
         shutil.copytree(corpus, onnx_corpus)
         export_corpus_onnx(onnx_corpus)
     runs = {}
-    for backend in args.backends:
-        overlay = work / f"params_{backend}.yaml"
-        overlay.write_text(f"/**/inference_node:\n  ros__parameters:\n    backend: \"{backend}\"\n")
+    variants = [(b, b, "") for b in args.backends]
+    if args.ablate:
+        variants += [(f"{args.backends[-1]}, {label}", args.backends[-1], yaml) for label, yaml in ABLATIONS]
+    for i, (label, backend, extra) in enumerate(variants):
+        overlay = work / f"params_{i}.yaml"
+        overlay.write_text(f"/**/inference_node:\n  ros__parameters:\n    backend: \"{backend}\"\n{extra}")
         t0 = time.monotonic()
-        report = replay(clip, onnx_corpus if backend == "onnxruntime" else corpus, work / f"replay_{backend}",
+        report = replay(clip, onnx_corpus if backend == "onnxruntime" else corpus, work / f"replay_{i}",
                         params_file=[ROOT / "params" / "gps_denied_nav.yaml", overlay], mode="realtime",
                         process_per_node=not args.one_process).to_json_dict()
-        runs[backend] = summary(report, args.duration_s, time.monotonic() - t0)
-        print(f"{backend}: {json.dumps(runs[backend])}", flush=True)
+        runs[label] = summary(report, args.duration_s, time.monotonic() - t0)
+        print(f"{label}: {json.dumps(runs[label])}", flush=True)
     record = {"machine": machine_info(), "camera_rate_hz": args.camera_rate_hz, "duration_s": args.duration_s,
               "process_per_node": not args.one_process, "runs": runs}
     (work / "realtime.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -87,7 +98,7 @@ def markdown(record: dict) -> str:
              f"(`benchmarks/eval_realtime.py`): a {record['duration_s']:.0f} s flight over the demo world with "
              f"{record['camera_rate_hz']:g} Hz frames, replayed in real time, "
              + ("every node in a process of its own." if record["process_per_node"] else "one process."), "",
-             "| backend | latency p50 / p95 ms | accepted fixes/s | fix rate | rmse m | frames skipped busy |",
+             "| run | latency p50 / p95 ms | accepted fixes/s | fix rate | rmse m | frames skipped busy |",
              "|---|---|---|---|---|---|"]
     for backend, r in record["runs"].items():
         skipped = ", ".join(f"{k} {v}" for k, v in r["skipped_busy"].items() if v) or "none"

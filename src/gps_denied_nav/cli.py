@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from gps_denied_nav import cli_engine, cli_maps, cli_provision
+from gps_denied_nav import cli_engine, cli_maps, cli_photos, cli_provision, cli_vpr
 
 
 def _progress(stage: str):
@@ -39,16 +39,6 @@ def cmd_provision(args) -> int:
     return 0
 
 
-def cmd_convert_netvlad(args) -> int:
-    from gps_denied_nav.core.netvlad_convert import convert_checkpoint
-
-    result = convert_checkpoint(args.checkpoint, args.out, args.layout)
-    print(f"{args.out}: {result.model_id} ({result.descriptor_dim}-d), {result.layout} layout, from "
-          f"{args.checkpoint} (sha256 {result.provenance['source_sha256'][:12]}...)")
-    print(f"provision with it: gdn provision --model vgg16-netvlad --checkpoint {args.out} ...")
-    return 0
-
-
 def cmd_simulate(args) -> int:
     from gps_denied_nav.core.map_raster import load_geotiff
     from gps_denied_nav.sim.clip import write_clip
@@ -60,34 +50,6 @@ def cmd_simulate(args) -> int:
                              progress=_progress("render frames"))
     write_clip(flight, args.out, progress=_progress("write clip"))
     print(f"flight clip {args.out}: {args.duration_s:.0f} s")
-    return 0
-
-
-def cmd_train_vpr(args) -> int:
-    from gps_denied_nav.core.vpr_corpus import TrainVprConfig, train_vpr
-    from gps_denied_nav.replay.session import print_progress
-
-    config = TrainVprConfig(views_per_tile=args.views_per_tile, val_views_per_tile=args.val_views_per_tile,
-                            epochs=args.epochs, held_out_appearance=args.held_out_appearance,
-                            colour_jitter=args.colour_jitter, negative_strides=args.negative_strides,
-                            whitened_dim=args.whitened_dim, seed=args.seed, device=args.device)
-    record = train_vpr(args.corpus, config, args.ortho, progress=print_progress)
-    for name in ("recall_before", "recall_after"):
-        for split, recall in record[name].items():
-            print(f"{name:14s} {split:9s} " + "  ".join(f"{k} {v:.2f}" for k, v in recall.items()))
-    print(f"whitening: {record['whitening']}")
-    print(f"training {record['seconds']['training']:.0f} s, total {record['seconds']['total']:.0f} s; "
-          f"record: {Path(args.corpus) / 'train_vpr.json'}")
-    return 0
-
-
-def cmd_eval_retrieval(args) -> int:
-    from gps_denied_nav.replay.eval_retrieval import evaluate_clip, summary_table
-
-    result = evaluate_clip(args.clip, args.corpus, args.out, args.prior_radius_m, args.prior_sigma_m, args.seed,
-                           progress=_progress("describe frames"))
-    print(summary_table(result))
-    print(f"{result['queries']} queries over {result['tiles']} tiles; {Path(args.out) / 'retrieval.json'}")
     return 0
 
 
@@ -167,93 +129,11 @@ def cmd_demo(args) -> int:
     return 0 if report["pass"] else 1
 
 
-def _photo_metadata(args, unreadable: dict | None = None) -> list:
-    """The photos' metadata, telemetry applied. A photo that cannot be read at all ends the command, unless
-    ``unreadable`` collects it (path -> reason, with an empty PhotoMetadata in the list); none readable: error."""
-    from gps_denied_nav.core.photo_metadata import (PhotoMetadata, PhotoMetadataError, apply_telemetry,
-                                                    read_photo_metadata, read_telemetry_csv)
-
-    telemetry = read_telemetry_csv(args.telemetry) if args.telemetry else {}
-    metas = []
-    for photo in args.photos:
-        try:
-            meta = read_photo_metadata(photo, sensor_width_mm=args.sensor_width_mm)
-        except PhotoMetadataError as exc:
-            if unreadable is None:
-                raise
-            unreadable[str(photo)] = f"unreadable photo: {exc}"
-            metas.append(PhotoMetadata(path=Path(photo), width_px=0, height_px=0))
-            continue
-        row = telemetry.get(Path(photo).name)
-        metas.append(apply_telemetry(meta, row) if row else meta)
-    if unreadable is not None and len(unreadable) == len(metas):
-        raise ValueError(f"none of the {len(metas)} photos is readable, e.g. {next(iter(unreadable.values()))}")
-    return metas
-
-
-def cmd_ortho(args) -> int:
-    from gps_denied_nav.core.photo_ortho import OrthoConfig, build_orthophoto
-
-    result = build_orthophoto(_photo_metadata(args), args.out, OrthoConfig(gsd_m=args.gsd_m))
-    sidecar = {"ground_alt_m": result.ground_alt_m, "yaw_used_deg": result.yaw_used_deg, "yaw_note": result.yaw_note,
-               "photos": [str(p) for p in args.photos], "size_px": list(result.size_px)}
-    Path(str(args.out) + ".json").write_text(json.dumps(sidecar, indent=1) + "\n")
-    print(f"orthophoto {args.out}: {result.size_px[0]} x {result.size_px[1]} px at {args.gsd_m} m; yaw: {result.yaw_note}")
-    print(f"take-off ground {result.ground_alt_m:.2f} m (ellipsoidal); its registration is the photos' GPS: "
-          f"gdn provision --ortho {args.out} --ground-alt-m {result.ground_alt_m:.2f} --map-sigma-m 3 ...")
-    return 0
-
-
-def cmd_locate(args) -> int:
-    from gps_denied_nav.core.corpus import Corpus
-    from gps_denied_nav.core.descriptor import DescriptorExtractor
-    from gps_denied_nav.core.locate import locate_photo
-    from gps_denied_nav.core.locate_report import score_fixes, write_locate_outputs
-
-    from gps_denied_nav.core.locate import PhotoFix
-
-    unreadable: dict = {}
-    metas = _photo_metadata(args, unreadable)
-    corpus = Corpus.load(Path(args.corpus))
-    extractor = DescriptorExtractor(corpus.load_model(), device="cpu", input_px=corpus.tile_px)
-    fixes = []
-    for k, meta in enumerate(metas):
-        reason = unreadable.get(str(meta.path))
-        fixes.append(PhotoFix(str(meta.path), False, reason) if reason else locate_photo(meta, corpus, extractor))
-        _progress("locate")(k + 1, len(metas))
-        print(f"  {Path(meta.path).name}: {fixes[-1].reason}", file=sys.stderr)
-    report, per_photo = score_fixes(fixes, metas, args.reference_sigma_m)
-    path = write_locate_outputs(args.out, fixes, metas, report, per_photo)
-    print(json.dumps(report, indent=2))
-    print(f"report: {path}")
-    return 0
-
-
-def cmd_bag_import(args) -> int:
-    from gps_denied_nav.replay.photo_clip import photos_in, write_photo_clip
-
-    args.photos = photos_in(args.images)
-    unreadable: dict = {}
-    result = write_photo_clip(_photo_metadata(args, unreadable), args.out, args.max_width_px, args.gnss_photos,
-                              skipped=unreadable)
-    for photo, reason in result.skipped.items():
-        print(f"  skipped {Path(photo).name}: {reason}", file=sys.stderr)
-    print(f"clip {result.path}: {result.frames} frames over {result.duration_s:.1f} s, no IMU: replay it with "
-          f"--params params/gps_denied_nav.yaml --params params/vision_only.yaml")
-    return 0
-
-
 MODE_HELP = ("lockstep (default, for scoring): each frame waits until the graph is done with the previous one, so "
              "figures do not depend on the machine's speed or load; realtime: the clip's own pace, to measure "
              "latency and drops")
 DOMAIN_HELP = ("DDS domain of the replayed graph (default: a private random one, so a replay never mixes with a "
                "live graph; set it to watch the replay in rviz with the same ROS_DOMAIN_ID)")
-
-
-def _photo_arguments(p) -> None:
-    p.add_argument("--telemetry", help="CSV supplying or overriding metadata per file name (columns: filename, lat, "
-                   "lon, abs_alt_m, rel_alt_m, gimbal_roll/pitch/yaw, flight_roll/pitch/yaw, focal_mm, datetime_original)")
-    p.add_argument("--sensor-width-mm", type=float, help="sensor width when the camera model is not in the table")
 
 
 def _handler(module: str, name: str):
@@ -294,14 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_provision.add_arguments(p)
     p.set_defaults(func=cmd_provision)
     cli_maps.add_parser(sub)  # fetch-map, fetch-dem: a map / DEM of any area from a tile server the user names
-
-    p = sub.add_parser("convert-netvlad", help="convert a VGG16-NetVLAD checkpoint (pytorch-NetVlad or the seed "
-                       "system) into this project's model file, for gdn provision --model vgg16-netvlad")
-    p.add_argument("checkpoint", help="source checkpoint (.pth.tar / .pt); read weights-only, never unpickling code")
-    p.add_argument("--out", required=True, help="model file to write (MODEL.pt)")
-    p.add_argument("--layout", choices=("auto", "pytorch-netvlad", "seed"), default="auto",
-                   help="key layout of the source (auto: 'seed' when it has pca.* keys, else pytorch-netvlad)")
-    p.set_defaults(func=cmd_convert_netvlad)
+    cli_vpr.add_convert_parser(sub)  # convert-netvlad
 
     p = sub.add_parser("export-onnx", help="export the corpus' descriptor model to CORPUS/model.onnx for the "
                        "inference node's onnxruntime backend, checked against torch")
@@ -309,33 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; 17 parses on TensorRT 8.5+)")
     p.set_defaults(func=_handler("gps_denied_nav.core.onnx_export", "cmd_export_onnx"))
     cli_engine.add_parser(sub)
-
-    p = sub.add_parser("ortho", help="an orthophoto GeoTIFF from overlapping nadir photos (EXIF/XMP or telemetry)")
-    p.add_argument("photos", nargs="+", help="JPEG photos of one flight, in flight order")
-    p.add_argument("--out", required=True, help="GeoTIFF to write (OUT.json beside it: take-off ground, yaw check)")
-    p.add_argument("--gsd-m", type=float, default=0.05, help="output pixel size, m")
-    _photo_arguments(p)
-    p.set_defaults(func=cmd_ortho)
-
-    p = sub.add_parser("locate", help="geolocate photos one by one against a corpus (no IMU)")
-    p.add_argument("photos", nargs="+", help="JPEG photos (EXIF/XMP: focal length, DJI relative altitude, attitude)")
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--out", required=True, help="directory for locate.json, fixes.geojson, report.json, errors.png")
-    p.add_argument("--reference-sigma-m", type=float, default=3.0,
-                   help="1-sigma of the photos' own GPS, per axis, when scoring against it (consumer GPS: ~3 m)")
-    _photo_arguments(p)
-    p.set_defaults(func=cmd_locate)
-
-    p = sub.add_parser("bag", help="flight clip bags")
-    bag = p.add_subparsers(dest="bag_command", required=True)
-    p = bag.add_parser("import", help="a replayable clip (no IMU) from a folder of photos")
-    p.add_argument("--images", required=True, help="folder of JPEG photos (EXIF/XMP, or --telemetry)")
-    p.add_argument("--out", required=True, help="clip to write (a rosbag2 MCAP directory)")
-    p.add_argument("--max-width-px", type=int, default=1600, help="frames are shrunk to this width")
-    p.add_argument("--gnss-photos", type=int, default=0,
-                   help="the first N photos' GPS also goes to /gnss/fix (the initialisation before GNSS is lost)")
-    _photo_arguments(p)
-    p.set_defaults(func=cmd_bag_import)
+    cli_photos.add_parser(sub)  # ortho, locate, bag import
 
     p = sub.add_parser("simulate", help="render a flight clip bag over any GeoTIFF")
     p.add_argument("--ortho", required=True)
@@ -347,32 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "overcast, cloud_shadows or low_sun (core/vpr_views.py)")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("train-vpr", help="fine-tune the corpus' descriptor model on views of its own map and "
-                       "re-index the corpus (resumable: CORPUS/.train_vpr/)")
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--ortho", help="the corpus' map GeoTIFF (default: the one its manifest names)")
-    p.add_argument("--views-per-tile", type=int, default=24)
-    p.add_argument("--val-views-per-tile", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--held-out-appearance", default="autumn", help="never trained on; reported on its own")
-    p.add_argument("--colour-jitter", type=float, default=0.0,
-                   help="share of training views also given a random hue/saturation jitter (0: none)")
-    p.add_argument("--negative-strides", type=float, default=1.25,
-                   help="tiles further than this many strides from a training view are its negatives")
-    p.add_argument("--whitened-dim", type=int, default=256, help="PCA whitening to this many dimensions (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.set_defaults(func=cmd_train_vpr)
-
-    p = sub.add_parser("eval-retrieval", help="recall@1/5/10/20 of the corpus' retrieval on a clip's frames "
-                       "(global and prior-narrowed, beside the random baseline): OUT/retrieval.json")
-    p.add_argument("clip", help="a flight clip with /ground_truth/fix and /ground_truth/odom (gdn simulate)")
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--prior-radius-m", type=float, default=200.0)
-    p.add_argument("--prior-sigma-m", type=float, default=50.0, help="error of the prior position, 1-sigma per axis")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_eval_retrieval)
+    cli_vpr.add_parser(sub)  # train-vpr, eval-retrieval
 
     p = sub.add_parser("run", help="host every node in one process (a Python component container)")
     p.add_argument("--params", required=True, action="append",

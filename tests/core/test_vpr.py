@@ -3,6 +3,7 @@ appearance families, recall and its random baseline, and `train-vpr` end to end 
 an interrupted run leaves the corpus as it was)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -116,6 +117,17 @@ def test_train_vpr_reindexes_the_corpus_and_an_interruption_leaves_it_as_it_was(
     assert {f.name: file_sha256(f) for f in corpus_dir.iterdir() if f.is_file()} == before
     Corpus.load(corpus_dir)
 
+    # Other settings do not resume that state: they start at epoch 1 (and are interrupted there).
+    stages = []
+
+    def record_then_interrupt(stage, done, total):
+        stages.append(stage)
+        interrupt(stage, done, total)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_vpr(corpus_dir, dataclasses.replace(config, negative_strides=2.0), progress=record_then_interrupt)
+    assert any(s.startswith("epoch 1") for s in stages)
+
     stages = []
     record = train_vpr(corpus_dir, config, progress=lambda s, d, t: stages.append(s))  # resumes at epoch 2
     assert not any(s.startswith(("render", "trunk", "epoch 1")) for s in stages)  # caches and epoch 1 reused
@@ -129,6 +141,25 @@ def test_train_vpr_reindexes_the_corpus_and_an_interruption_leaves_it_as_it_was(
     if model.config.whitened_dim:  # a trained, whitened model is not trained again from there
         with pytest.raises(ValueError, match="re-provision"):
             train_vpr(corpus_dir, config)
+
+
+def test_views_cover_the_share_of_the_tile_asked_for(tiny_corpus):
+    from gps_denied_nav.core.corpus import Corpus
+    from gps_denied_nav.core.map_raster import load_geotiff
+    from gps_denied_nav.core.vpr_views import ViewConfig, render_views
+
+    corpus = Corpus.load(tiny_corpus)
+    raster = load_geotiff(corpus.manifest.source, frame=corpus.frame)
+    bounds = corpus.tile_bounds_enu_m[:1]
+    centre, side = (bounds[0, :2] + bounds[0, 2:]) / 2, bounds[0, 2] - bounds[0, 0]
+    offsets = {}
+    for span in (0.5, 1.0):
+        views = render_views(raster, corpus.ground_up_m, corpus.tile_size_m, corpus.tile_px, bounds, 12, ("as_mapped",),
+                             np.random.default_rng(0), ViewConfig(camera_span_of_tile=span, max_tilt_deg=0.0,
+                                                                  attitude_error_deg=0.0, min_valid_fraction=0.0))
+        offsets[span] = np.abs(np.array([v.ground_centre_enu_m for v in views]) - centre).max(axis=0) / side
+    assert (offsets[0.5] <= 0.25 + 1e-6).all()  # level camera: the ground point is the camera's foot
+    assert offsets[1.0].max() > 0.3 and (offsets[1.0] <= 0.5 + 1e-6).all()
 
 
 def test_train_vpr_refuses_a_corpus_without_its_map(tiny_corpus, tmp_path):

@@ -86,6 +86,9 @@ def test_prior_narrows_and_no_fix_goes_global(retrieval):
 
     lost = _ask(probe, received, corpus, tile, _fix_at(corpus, tile, NavSatStatus.STATUS_NO_FIX, 5.0))
     assert lost.global_search and lost.prior_radius_m == 0.0
+    # Lost, the matcher verifies more candidates (global_top_k) than it tries around a prior (top_k)
+    assert len(narrowed.candidates) <= 5 < len(lost.candidates) == min(20, corpus.num_tiles)
+    assert lost.candidates[0].index == tile
 
 
 def test_operator_can_force_global_search(retrieval):

@@ -76,3 +76,32 @@ def match_descriptors(desc_query: np.ndarray, desc_tile: np.ndarray, ratio: floa
     # A tile keypoint matched by several query keypoints would count several times as an inlier.
     _, first = np.unique(pairs[:, 1], return_index=True)
     return pairs[np.sort(first)]
+
+
+def match_descriptor_sets(desc_query: np.ndarray, sets: list[np.ndarray], ratio: float = 0.8,
+                          mutual_check: bool = True, trees: int = 4, checks: int = 64,
+                          query_index: cv2.flann_Index | None = None) -> list[np.ndarray]:
+    """``match_descriptors`` of one query against several descriptor sets [M_s,128] in one search: per set
+    [K,2] int64 (query i, row j of that set).
+
+    Candidate windows overlap (neighbouring tiles share most of their cells), so their union -- rows with the
+    same descriptor counted once -- is searched once instead of each window on its own: the cost is the
+    union's, not the sum's. The ratio test then weighs a query keypoint against every candidate's features,
+    so one that is ambiguous between two candidates is dropped instead of matched in both.
+    """
+    sizes = [len(d) for d in sets]
+    if not sets or sum(sizes) == 0:
+        return [np.zeros((0, 2), np.int64) for _ in sets]
+    stacked = np.ascontiguousarray(np.concatenate(sets).astype(np.float32, copy=False))
+    rows = stacked.view(np.dtype((np.void, stacked.dtype.itemsize * stacked.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    union_pairs = match_descriptors(desc_query, stacked[first], ratio, mutual_check, trees, checks, query_index)
+    out, offset = [], 0
+    for size in sizes:
+        row_of_union = np.full(len(first), -1, np.int64)  # union row -> this set's row (-1: not in the set)
+        row_of_union[inverse.ravel()[offset:offset + size]] = np.arange(size)
+        offset += size
+        rows_in_set = row_of_union[union_pairs[:, 1]]
+        keep = rows_in_set >= 0
+        out.append(np.column_stack([union_pairs[keep, 0], rows_in_set[keep]]).astype(np.int64))
+    return out

@@ -1,8 +1,9 @@
 """Absolute visual fix: SIFT matches between a nadir frame and georeferenced map tiles -> camera pose.
 
-The query is described once (SIFT, RootSIFT by default), matched against every retrieved candidate
-tile's precomputed features (FLANN 2-NN, Lowe ratio test, optional mutual check), and a USAC MAGSAC
-homography ground -> image sorts inliers from outliers per tile; the tile with most inliers wins. Its
+The query is described once (SIFT, RootSIFT by default, optionally on a downscaled frame), matched against
+the union of the retrieved candidate tiles' precomputed features in one search (FLANN 2-NN, Lowe ratio
+test, optional mutual check; ``match_descriptor_sets``), and a USAC MAGSAC homography ground -> image sorts
+each tile's matches into inliers and outliers; the tile with most inliers wins. Its
 inliers give the full 6-DoF camera pose by planar PnP (``pose_from_plane``) with a first-order,
 inflated covariance, and the solution must be plausible (above ground, altitude in range, tilt small,
 inliers spread over the image, consistent with a prior attitude/altitude when one is given) before it
@@ -12,14 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from gps_denied_nav.core.camera import R_BODY_CAM_NADIR, project_points
 from gps_denied_nav.core.geodesy import LocalTangentPlane
-from gps_denied_nav.core.local_features import detect_features, flann_index, match_descriptors
+from gps_denied_nav.core.local_features import detect_features, match_descriptor_sets
 from gps_denied_nav.core.fix_gates import PosePrior, check_plausibility
 from gps_denied_nav.core.pose_from_plane import PlanarPose, solve_planar_pose
 
@@ -32,6 +33,10 @@ class MatchingConfig:
     """Parameters of the matcher; the defaults are the ROS parameters' defaults."""
 
     max_features: int = 2000  # SIFT keypoints kept on the query frame, strongest response first
+    # SIFT runs on the query resized by this factor (<= 1); keypoints are scaled back to the frame's pixels and
+    # the pixel thresholds and noise floor grow by 1/query_scale. Worth it when the frame's ground sampling is
+    # finer than the map's: details the map does not have cost time and match nothing.
+    query_scale: float = 1.0
     root_sift: bool = True  # RootSIFT (Arandjelovic & Zisserman 2012); must match the corpus features
     ratio: float = 0.8  # Lowe ratio test on descriptor distances (nearest / second nearest)
     mutual_check: bool = True  # keep query i -> tile j only if j's nearest query descriptor is i
@@ -56,6 +61,8 @@ class MatchingConfig:
     def __post_init__(self) -> None:
         if self.geometry_model not in ("homography", "similarity"):
             raise ValueError(f"geometry_model must be 'homography' or 'similarity', got {self.geometry_model!r}")
+        if not 0.0 < self.query_scale <= 1.0:
+            raise ValueError(f"query_scale must be in (0, 1], got {self.query_scale}")
     # Horizontal 1-sigma of the map's own georegistration error, m, added to the fix covariance: a
     # bias shared by every keypoint that no number of inliers averages out. Set it to the orthophoto's
     # stated absolute accuracy; 0 when the map is the truth (simulation, benchmarks).
@@ -216,17 +223,24 @@ class QueryFeatures:
     width_px: int
     height_px: int
     detect_ms: float  # SIFT and undistortion
+    scale: float = 1.0  # the factor the frame was resized by for SIFT (keypoints are in the frame's pixels)
 
 
 def describe_query(query_image: np.ndarray, K: np.ndarray, config: MatchingConfig = MatchingConfig(),
                    distortion: tuple[float, ...] = ()) -> QueryFeatures:
-    """SIFT of a query frame [H,W,3] RGB or [H,W] gray uint8, keypoints undistorted (OpenCV order)."""
+    """SIFT of a query frame [H,W,3] RGB or [H,W] gray uint8 (resized by config.query_scale first), keypoints
+    in the frame's pixels, undistorted (OpenCV order)."""
     t0 = time.perf_counter()
     height_px, width_px = query_image.shape[:2]
-    kp, desc = detect_features(query_image, config.max_features, root_sift=config.root_sift)
+    scale = config.query_scale
+    image = query_image if scale == 1.0 else cv2.resize(
+        query_image, (max(1, round(width_px * scale)), max(1, round(height_px * scale))), interpolation=cv2.INTER_AREA)
+    kp, desc = detect_features(image, config.max_features, root_sift=config.root_sift)
+    if scale != 1.0:  # pixel centres: (0, 0) is the top-left pixel's centre in both images
+        kp = ((kp + 0.5) * np.array([width_px / image.shape[1], height_px / image.shape[0]]) - 0.5).astype(np.float32)
     if len(distortion) and len(kp):
         kp = cv2.undistortPoints(kp.reshape(-1, 1, 2), K, np.asarray(distortion, float), P=K).reshape(-1, 2)
-    return QueryFeatures(kp, desc, width_px, height_px, 1e3 * (time.perf_counter() - t0))
+    return QueryFeatures(kp, desc, width_px, height_px, 1e3 * (time.perf_counter() - t0), scale)
 
 
 def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: list[TileFeatures],
@@ -245,24 +259,26 @@ def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: li
     R_body_cam: [3x3] camera mount (camera axes in body FLU) for R_world_body and the heading.
     """
     features = query if isinstance(query, QueryFeatures) else describe_query(query, K, config, distortion)
+    if features.scale != 1.0:  # keypoints from a smaller image: their noise in the frame's pixels is larger
+        config = replace(config, ransac_threshold_px=config.ransac_threshold_px / features.scale,
+                         sigma_floor_px=config.sigma_floor_px / features.scale)
     kp, desc, width_px, height_px = features.kp_px, features.desc, features.width_px, features.height_px
     detect_ms, match_ms, homography_ms = features.detect_ms, 0.0, 0.0
     if len(kp) < config.min_inliers:
         return MatchResult(False, f"too few query features: {len(kp)}", (), len(kp), detect_ms, 0.0, 0.0, 0.0)
 
-    query_index = flann_index(desc, config.flann_trees) if config.mutual_check else None
+    t1 = time.perf_counter()
+    tile_pairs = match_descriptor_sets(desc, [tile.desc for tile in candidates], config.ratio, config.mutual_check,
+                                       config.flann_trees, config.flann_checks)
+    match_ms = 1e3 * (time.perf_counter() - t1)
     per_tile = []
-    for tile in candidates:
-        t1 = time.perf_counter()
-        pairs = match_descriptors(desc, tile.desc, config.ratio, config.mutual_check, config.flann_trees,
-                                  config.flann_checks, query_index)
+    for tile, pairs in zip(candidates, tile_pairs):
         t2 = time.perf_counter()
         px, en = kp[pairs[:, 0]].astype(float), tile.kp_enu_m[pairs[:, 1]].astype(float)
         if config.geometry_model == "similarity" and prior is not None and prior.R_world_body is not None:
             inl = _similarity_inliers(px, en, K, np.asarray(prior.R_world_body) @ np.asarray(R_body_cam), config)
         else:
             inl = _homography_inliers(px, en, config)
-        match_ms += 1e3 * (t2 - t1)
         homography_ms += 1e3 * (time.perf_counter() - t2)
         per_tile.append((tile, px, en, inl))
     tile_inliers = tuple((t.tile_id, int(inl.sum())) for t, _, _, inl in per_tile)

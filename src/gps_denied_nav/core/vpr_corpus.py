@@ -15,6 +15,7 @@ the corpus as it was.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -46,6 +47,7 @@ class TrainVprConfig:
     held_out_appearance: str = "autumn"  # never trained on; reported separately
     colour_jitter: float = 0.0  # share of training views also colour-jittered (vpr_views.colour_jitter); 0: none
     negative_strides: float = 1.25  # tiles further than this many strides from a view are its negatives
+    camera_span_of_tile: float = 0.5  # training views' cameras over this central share of each tile (ViewConfig)
     epochs: int = 12  # validation recall still rose at 9 (the best epoch is kept)
     batch_views: int = 32
     learning_rate: float = 1e-4
@@ -98,6 +100,12 @@ def _trunk_outputs(model, extractor: DescriptorExtractor, images, progress, stag
     return np.concatenate(out).astype(np.float16)  # half the cache; the head runs in float32
 
 
+def _config_key(config: TrainVprConfig) -> str:
+    """Short hash of the settings that shape the training (not the device, not the epochs still to run)."""
+    fields = {k: v for k, v in asdict(config).items() if k not in ("device", "epochs")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def train_vpr(corpus_dir, config: TrainVprConfig = TrainVprConfig(), ortho=None, progress=None) -> dict:
     """Train, re-index the corpus in place and return the record (recalls before/after, times)."""
     from gps_denied_nav.core.map_raster import load_geotiff
@@ -126,20 +134,22 @@ def train_vpr(corpus_dir, config: TrainVprConfig = TrainVprConfig(), ortho=None,
     train_families = tuple(a for a in APPEARANCES if a != config.held_out_appearance)
     tag = corpus.model_id.split("@")[-1]  # caches and state belong to the model they started from
 
-    def views(name, seed, per_tile, families, jitter=0.0):
+    def views(name, seed, per_tile, families, jitter=0.0, span=ViewConfig.camera_span_of_tile):
         def make():
             rng = np.random.default_rng(seed)
             made = render_views(raster, corpus.ground_up_m, corpus.tile_size_m, corpus.tile_px,
                                 corpus.tile_bounds_enu_m, per_tile, families, rng,
-                                ViewConfig(colour_jitter_probability=jitter),
+                                ViewConfig(colour_jitter_probability=jitter, camera_span_of_tile=span),
                                 lambda d, t: _progress(progress, f"render {name}", d, t))
             return {"trunk": _trunk_outputs(model, extractor, [v.image for v in made], progress, f"trunk {name}"),
                     "centre": np.array([v.ground_centre_enu_m for v in made]),
                     "family": np.array([APPEARANCES.index(v.appearance) for v in made])}
-        return _cache(work, f"views_{name}_{tag}_{seed}_{per_tile}" + (f"_j{jitter:g}" if jitter else ""), make)
+        return _cache(work, f"views_{name}_{tag}_{seed}_{per_tile}" + (f"_j{jitter:g}" if jitter else "")
+                      + (f"_c{span:g}" if span != ViewConfig.camera_span_of_tile else ""), make)
 
-    # Validation views are never jittered: they measure the families as they are.
-    train = views("train", config.seed, config.views_per_tile, train_families, config.colour_jitter)
+    # Validation views are never jittered and always drawn alike: they measure the families as they are.
+    train = views("train", config.seed, config.views_per_tile, train_families, config.colour_jitter,
+                  config.camera_span_of_tile)
     val = views("val", config.seed + 1_000_003, config.val_views_per_tile, APPEARANCES)
     tiles = _cache(work, f"tiles_{tag}", lambda: {"trunk": _trunk_outputs(model, extractor, tile_images, progress, "trunk tiles")})
     t_data = time.monotonic() - t0
@@ -160,7 +170,8 @@ def train_vpr(corpus_dir, config: TrainVprConfig = TrainVprConfig(), ortho=None,
                 "held_out": recall_at(v[held_out], t, pos_val[held_out])}
 
     before = validate()
-    state_path = work / f"state_{tag}_{config.seed}.pt"
+    # The state of one training configuration: a run with other settings starts afresh instead of resuming it.
+    state_path = work / f"state_{tag}_{config.seed}_{_config_key(config)}.pt"
     params = trained_parameters(model)
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     history, best, epoch0, train_s0 = [], None, 0, 0.0

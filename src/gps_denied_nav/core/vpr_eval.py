@@ -52,12 +52,16 @@ def rank_queries(query_desc: np.ndarray, tile_desc: np.ndarray, tile_centres_enu
     # A query over ground no tile covers (a hole in the map) has no right answer: it is counted, not scored.
     answerable = hit.any(axis=1)
     out = {"ranks": ranks.tolist(), "candidates": candidates.tolist(), "positives": positives.tolist(),
-           "answerable": int(answerable.sum())}
-    r = ranks[answerable]
+           "answerable": int(answerable.sum()), **recall_of_ranks(ranks, answerable)}
     for k in KS:
-        out[f"recall@{k}"] = float(np.mean((r >= 1) & (r <= k))) if len(r) else float("nan")
         out[f"random@{k}"] = random_recall(candidates[answerable], positives[answerable], k)
     return out
+
+
+def recall_of_ranks(ranks: np.ndarray, answerable: np.ndarray) -> dict:
+    """{"recall@k": share of the answerable queries whose first hit ranks k or better} for k in KS."""
+    r = np.asarray(ranks)[np.asarray(answerable, bool)]
+    return {f"recall@{k}": float(np.mean((r >= 1) & (r <= k))) if len(r) else float("nan") for k in KS}
 
 
 def plot_ranks(path_png, t_s: np.ndarray, ranks_global: list, ranks_prior: list, title: str) -> None:

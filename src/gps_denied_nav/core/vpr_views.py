@@ -77,6 +77,10 @@ class ViewConfig:
     camera_hfov_deg: float = 60.0
     min_valid_fraction: float = 0.9  # of the rectified footprint: a view over the map's edge is not a query
     colour_jitter_probability: float = 0.0  # share of views also given a generic colour jitter (colour_jitter)
+    # The camera stands above a uniform point of the tile's central ``camera_span_of_tile`` x side square. 0.5
+    # (the central half) leaves ground points beyond the outermost tile centres all but unseen, and there a
+    # flight's frames have only one positive tile to find.
+    camera_span_of_tile: float = 0.5
 
 
 @dataclass
@@ -121,15 +125,16 @@ def render_view(raster, ground_up_m: float, tile_size_m: float, tile_px: int, ce
 def render_views(raster, ground_up_m: float, tile_size_m: float, tile_px: int, tile_bounds_enu_m: np.ndarray,
                  per_tile: int, appearances: tuple[str, ...], rng: np.random.Generator,
                  config: ViewConfig = ViewConfig(), progress=None) -> list[View]:
-    """``per_tile`` views over each tile (camera above a random point of the tile's central half), appearance
-    families drawn uniformly from ``appearances``."""
+    """``per_tile`` views over each tile (camera above a random point of its central ``camera_span_of_tile``
+    square), appearance families drawn uniformly from ``appearances``."""
     views, total = [], len(tile_bounds_enu_m) * per_tile
+    lo, hi = 0.5 - 0.5 * config.camera_span_of_tile, 0.5 + 0.5 * config.camera_span_of_tile
     for t, (e0, n0, e1, n1) in enumerate(np.asarray(tile_bounds_enu_m, float)):
         made = tries = 0
         while made < per_tile and tries < 10 * per_tile:
             tries += 1
-            centre = np.array([rng.uniform(0.75 * e0 + 0.25 * e1, 0.25 * e0 + 0.75 * e1),
-                               rng.uniform(0.75 * n0 + 0.25 * n1, 0.25 * n0 + 0.75 * n1)])
+            centre = np.array([rng.uniform((1 - lo) * e0 + lo * e1, (1 - hi) * e0 + hi * e1),
+                               rng.uniform((1 - lo) * n0 + lo * n1, (1 - hi) * n0 + hi * n1)])
             view = render_view(raster, ground_up_m, tile_size_m, tile_px, centre,
                                appearances[int(rng.integers(len(appearances)))], rng, config)
             if view is not None:

@@ -35,11 +35,11 @@ class PoseBuffer:
         with self._lock:
             return not self._t
 
-    def lookup(self, t_s: float, tolerance_s: float, wait_s: float = 0.0) -> np.ndarray | None:
-        """Nearest sample to t_s within tolerance_s; waits up to wait_s for the filter to reach t_s
+    def lookup(self, t_s: float, tolerance_s: float, wait_s: float = 0.0, lag_s: float = 0.0) -> np.ndarray | None:
+        """Nearest sample to t_s within tolerance_s; waits up to wait_s for the filter to reach t_s - lag_s
         (its output trails the camera by the IMU queue) before settling for an older sample."""
         with self._lock:
-            self._lock.wait_for(lambda: bool(self._t) and self._t[-1] >= t_s, timeout=wait_s)
+            self._lock.wait_for(lambda: bool(self._t) and self._t[-1] >= t_s - lag_s, timeout=wait_s)
             if not self._t:
                 return None
             times = list(self._t)

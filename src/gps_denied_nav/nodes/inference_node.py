@@ -44,6 +44,10 @@ class InferenceParams(StageParams):
     query_footprint_scale: float = 1.0  # rectified query side / the frame's short ground side (at most a tile)
     frame_stride: int = 1  # describe every n-th frame
     max_attitude_age_s: float = 0.5  # newest filter attitude must be this close to the exposure stamp
+    # A filter attitude this much older than the exposure is used without waiting for a newer one: the filter
+    # trails the camera by its IMU queue and publish period, and 50 ms of turning (1.5 deg at 30 deg/s) is
+    # within the attitude error retrieval is trained for, while the wait is on every frame's critical path.
+    attitude_lag_s: float = 0.05
     max_altitude_agl_m: float = 1500.0  # a fused height further above the corpus ground contradicts its terrain
     camera_mount_rpy_deg: tuple = (0.0, 0.0, 0.0)  # camera mount relative to straight-down, top to the nose,
     # used unless TF has base_frame -> the image's frame_id (its optical frame, REP-103)
@@ -183,7 +187,8 @@ class InferenceNode(StageNode):
             # globally and the first visual fix initialises the filter.
             self.status.count("unrectified_cold_start")
         elif self.params.rectify:
-            q = self.poses.lookup(stamp_s, self.params.max_attitude_age_s, wait_s=self.params.max_attitude_age_s)
+            q = self.poses.lookup(stamp_s, self.params.max_attitude_age_s, wait_s=self.params.max_attitude_age_s,
+                                  lag_s=self.params.attitude_lag_s)
             timer.mark("attitude_wait")
             altitude_agl_m = self.poses.altitude_m - self.ground_alt_m
             if altitude_agl_m <= 1.0:  # finite and not above the ground: the corpus' terrain contradicts the filter

@@ -13,7 +13,7 @@ import math
 from collections import OrderedDict
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus
@@ -42,9 +42,13 @@ _MATCH = MatchingConfig()
 class MatchingParams(StageParams):
     corpus_dir: str = ""  # provisioned tile corpus with precomputed tile features
     candidates_to_match: int = 3  # best retrieval candidates tried per frame
+    global_candidates_to_match: int = 20  # ... after a global search (lost): verify retrieval's global_top_k
     candidate_window_tiles: float = 1.0  # match a candidate's features within this many tile sides around it
     level_camera: bool = False  # a gimbal holds the camera level: assume so before the filter has an attitude
     max_features: int = _MATCH.max_features  # SIFT features detected on the query
+    # SIFT on the frame resized by this factor (<= 1); 0: to the map's ground sampling at the fused height (never
+    # up), as gdn locate does with photos -- finer detail than the map has costs time and matches nothing.
+    query_scale: float = 0.0
     ratio_test: float = _MATCH.ratio  # Lowe's ratio
     ransac_threshold_px: float = _MATCH.ransac_threshold_px  # USAC MAGSAC inlier threshold
     min_inliers: int = _MATCH.min_inliers  # fewer inliers: no fix
@@ -73,7 +77,9 @@ class MatchingNode(StageNode):
         self.corpus = Corpus.load(require_corpus_dir(p.corpus_dir))
         registration_sigma_m = p.map_registration_sigma_m if math.isfinite(p.map_registration_sigma_m) \
             else self.corpus.manifest.map_registration_sigma_m
-        self.config = MatchingConfig(max_features=p.max_features, ratio=p.ratio_test,
+        if not 0.0 <= p.query_scale <= 1.0:
+            raise ValueError(f"query_scale must be in [0, 1] (0: the map's ground sampling), got {p.query_scale}")
+        self.config = MatchingConfig(max_features=p.max_features, query_scale=p.query_scale or 1.0, ratio=p.ratio_test,
                                      ransac_threshold_px=p.ransac_threshold_px, min_inliers=p.min_inliers,
                                      min_inlier_spread=p.min_inlier_spread,
                                      covariance_inflation=p.covariance_inflation,
@@ -140,7 +146,17 @@ class MatchingNode(StageNode):
 
     def _describe_query(self, item) -> None:
         rgb, intrinsics, future = item
-        future.set_result(describe_query(rgb, intrinsics.K, self.config, intrinsics.distortion))
+        config = self.config if self.params.query_scale else replace(self.config, query_scale=self._map_scale(intrinsics))
+        future.set_result(describe_query(rgb, intrinsics.K, config, intrinsics.distortion))
+
+    def _map_scale(self, intrinsics) -> float:
+        """The factor that brings the frame's ground sampling to the map's, from the latest fused height (1 when
+        there is none: the first fixes are found at full size)."""
+        agl = self.fused_agl
+        if agl is None or not agl[1] > 0.0:
+            return 1.0
+        frame_gsd_m = agl[1] / float(intrinsics.K[0, 0])
+        return float(np.clip(frame_gsd_m / self.corpus.manifest.map_geometry.gsd_m, 0.1, 1.0))
 
     def _features_of(self, stamp_s: float, timeout_s: float = 2.0) -> QueryFeatures | None:
         """The frame's SIFT from the feature worker (waiting while it runs), or None to compute it here."""
@@ -184,7 +200,8 @@ class MatchingNode(StageNode):
         timer.mark("queue_wait")
         candidates = []
         window_m = 0.5 * self.params.candidate_window_tiles * self.corpus.tile_size_m
-        for cand in msg.candidates[: self.params.candidates_to_match]:
+        count = self.params.global_candidates_to_match if msg.global_search else self.params.candidates_to_match
+        for cand in msg.candidates[:count]:
             if self.params.candidate_window_tiles > 1.0:  # the tile and its surroundings: a footprint it cuts
                 kp_enu_m, desc = self.corpus.features_in_window(self.corpus.tile_centres_enu_m[cand.index], window_m)
             else:
@@ -201,7 +218,9 @@ class MatchingNode(StageNode):
         timer.mark("sift_wait")
         # Every matched map keypoint stands on the terrain under it (terrain.npz of the corpus).
         R_body_cam = self.extrinsics.rotation(self.camera_frame_id, self.R_body_cam, "camera")
-        result = match_frame(rgb if features is None else features, intrinsics.K, candidates, self.config,
+        config = self.config if features is not None or self.params.query_scale else \
+            replace(self.config, query_scale=self._map_scale(intrinsics))  # SIFT here: the feature worker skipped it
+        result = match_frame(rgb if features is None else features, intrinsics.K, candidates, config,
                              prior=prior, R_body_cam=R_body_cam, distortion=intrinsics.distortion,
                              terrain_up_m=self.corpus.terrain_up_m)
         parts = {"descriptor_match": result.match_ms, "homography": result.homography_ms, "pose": result.pose_ms}

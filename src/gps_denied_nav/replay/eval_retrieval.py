@@ -6,6 +6,11 @@ against every tile: globally and among the tiles within ``prior_radius_m`` of a 
 ``prior_sigma_m`` of noise (a filter that has drifted). Writes ``OUT/retrieval.json`` (recall@1/5/10/20 both
 ways beside the random-pick baseline, per-query ranks) and ``OUT/retrieval_ranks.png``. Needs a clip with
 ``/ground_truth/fix`` and ``/ground_truth/odom`` (rendered clips have them).
+
+With ``verify_top`` N > 0 the global ranking is also scored as the graph uses it when lost: the top N tiles are
+matched against the frame as it came from the camera (the matcher's ``match_frame``: SIFT, one search over
+the candidates' union, a homography each) and re-ordered by their inliers -- tiles with at least the matcher's
+``min_inliers`` first, most inliers first -- the rest keep their descriptor order (``verified`` in the record).
 """
 from __future__ import annotations
 
@@ -13,15 +18,17 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader
 
 from gps_denied_nav.core.camera import R_BODY_CAM_NADIR
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.descriptor import DescriptorExtractor
+from gps_denied_nav.core.matching import MatchingConfig, TileFeatures, match_frame
 from gps_denied_nav.core.rectify import optical_axis_ground_offset, query_footprint_m, rectify_to_north_up
 from gps_denied_nav.core.rotations import quat_to_rotmat
-from gps_denied_nav.core.vpr_eval import KS, plot_ranks, rank_queries
+from gps_denied_nav.core.vpr_eval import KS, plot_ranks, rank_queries, recall_of_ranks
 from gps_denied_nav.nodes import names
 from gps_denied_nav.nodes.conversions import image_to_rgb  # the nodes' own decoding (and its checks)
 from gps_denied_nav.recording.salvage import recording_bags
@@ -44,10 +51,11 @@ def _frames(bags):
             yield msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec, image_to_rgb(msg), K
 
 
-def rectified_queries(clip, corpus: Corpus, progress=None):
+def rectified_queries(clip, corpus: Corpus, progress=None, with_frames: bool = False):
     """(stamp_s, rectified north-up query [uint8 RGB], ground-truth footprint centre [2] ENU m) of each camera
     frame of ``clip`` inside its ground truth's time span: rectified with the ground-truth attitude and height
-    above the corpus' terrain, at the corpus' ground sampling, as inference_node does with the filter's."""
+    above the corpus' terrain, at the corpus' ground sampling, as inference_node does with the filter's.
+    with_frames: also the frame as it came (uint8 RGB) and its K [3x3]."""
     bags = recording_bags(clip)
     t_fix, lat, lon, alt = read_ground_truth(bags)
     t_odom, _pos, q_world_body, _vel = read_ground_truth_odom(bags)
@@ -64,21 +72,40 @@ def rectified_queries(clip, corpus: Corpus, progress=None):
         agl_m = position[2] - corpus.ground_up_at(position[0], position[1])
         footprint_m = query_footprint_m(K, rgb.shape[1], rgb.shape[0], agl_m, 1.0, corpus.tile_size_m)
         query, _valid, _ = rectify_to_north_up(rgb, K, R_world_cam, agl_m, gsd_m, max(32, int(round(footprint_m / gsd_m))))
-        yield t_s, query, position[:2] + optical_axis_ground_offset(K, R_world_cam, agl_m)
+        ground = position[:2] + optical_axis_ground_offset(K, R_world_cam, agl_m)
+        yield (t_s, query, ground, rgb, K) if with_frames else (t_s, query, ground)
         if progress is not None:
             progress(i + 1, len(frames))
 
 
+def verified_order(descriptor: np.ndarray, rgb: np.ndarray, K: np.ndarray, corpus: Corpus, top: int,
+                   config: MatchingConfig = MatchingConfig()) -> np.ndarray:
+    """Every tile index, ranked as the graph ranks them when lost: the descriptor's top ``top`` re-ordered by
+    the matcher's inliers on the frame (at least ``config.min_inliers``, most first), then the rest."""
+    order = np.argsort(-(corpus.descriptors @ descriptor), kind="stable")
+    head = order[:top]
+    cv2.setRNGSeed(0)  # USAC samples from OpenCV's global RNG: a frame's ranking must not depend on the last
+    result = match_frame(rgb, K, [TileFeatures(int(i), *corpus.tile_features(int(i))) for i in head], config,
+                         terrain_up_m=corpus.terrain_up_m)
+    inliers = dict(result.tile_inliers)
+    key = np.array([n if (n := inliers.get(int(i), 0)) >= config.min_inliers else -1 for i in head])
+    return np.concatenate([head[np.argsort(-key, kind="stable")], order[top:]])
+
+
 def evaluate_clip(clip, corpus_dir, out_dir, prior_radius_m: float = 200.0, prior_sigma_m: float = 50.0,
-                  seed: int = 0, progress=None) -> dict:
+                  seed: int = 0, progress=None, verify_top: int = 0) -> dict:
     t0 = time.monotonic()
     corpus = Corpus.load(corpus_dir)
     extractor = DescriptorExtractor(corpus.load_model(), "cpu", corpus.tile_px)
-    stamps, descriptors, truth = [], [], []
-    for t_s, query, ground in rectified_queries(clip, corpus, progress):
+    stamps, descriptors, truth, verified, verify_ms = [], [], [], [], []
+    for t_s, query, ground, rgb, K in rectified_queries(clip, corpus, progress, with_frames=True):
         descriptors.append(extractor.describe(query[None])[0])
         truth.append(ground)
         stamps.append(t_s)
+        if verify_top > 0:
+            t1 = time.perf_counter()
+            verified.append(verified_order(descriptors[-1], rgb, K, corpus, verify_top))
+            verify_ms.append(1e3 * (time.perf_counter() - t1))
     if not descriptors:
         raise ValueError(f"{clip}: no camera frame inside the ground truth's time span")
     truth, stamps = np.array(truth), np.array(stamps)
@@ -99,6 +126,14 @@ def evaluate_clip(clip, corpus_dir, out_dir, prior_radius_m: float = 200.0, prio
                              "truth_centre_enu_m": [float(c[0]), float(c[1])]}
                             for t, rg, rp, c in zip(stamps, global_["ranks"], narrowed["ranks"], truth)],
               "seconds": time.monotonic() - t0}
+    if verify_top > 0:
+        hit = np.linalg.norm(corpus.tile_centres_enu_m[None, :, :2] - truth[:, None, :2], axis=2) <= stride
+        ranked_hits = np.take_along_axis(hit, np.array(verified), axis=1)
+        ranks = np.where(ranked_hits.any(axis=1), ranked_hits.argmax(axis=1) + 1, 0)
+        result["verified"] = {"top": verify_top, **recall_of_ranks(ranks, hit.any(axis=1)),
+                              "ms_p50": float(np.median(verify_ms)), "ms_p95": float(np.percentile(verify_ms, 95))}
+        for row, rank in zip(result["per_query"], ranks):
+            row["rank_verified"] = int(rank)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrieval.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -115,4 +150,7 @@ def summary_table(result: dict) -> str:
     p = result["prior_narrowed"]
     rows.append(f"| prior {result['prior']['radius_m']:.0f} m | " + " | ".join(
         f"{p[f'recall@{k}']:.2f} (random {p[f'random@{k}']:.2f})" for k in KS) + " |")
+    if "verified" in result:
+        v = result["verified"]
+        rows.append(f"| global, top {v['top']} verified | " + " | ".join(f"{v[f'recall@{k}']:.2f}" for k in KS) + " |")
     return "\n".join(rows)
