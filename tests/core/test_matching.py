@@ -317,3 +317,14 @@ def test_lens_distortion_is_undone_on_keypoints(ground, tile):
     assert fixed.accepted and np.linalg.norm(fixed.cam_pos_enu_m - cam_pos) < 0.5
     ignored = match_frame(distorted, CAM.K, [tile])
     assert not ignored.accepted or np.linalg.norm(ignored.cam_pos_enu_m - cam_pos) > 1.0
+
+
+def test_map_query_scale_brings_the_frame_to_the_maps_sampling_within_bounds():
+    from gps_denied_nav.core.matching import map_query_scale
+
+    fx_px = CAM.K[0, 0]  # 554 px: 0.217 m a pixel at 120 m
+    assert map_query_scale(120.0, fx_px, 0.25, 10.0) == pytest.approx(120.0 / fx_px / 0.25)  # the demo: x0.87
+    assert map_query_scale(120.0, fx_px, 0.1, 10.0) == 1.0  # a finer map: the frame is never enlarged
+    assert map_query_scale(120.0, 4 * fx_px, 0.5, 10.0) == 0.25  # a wide frame over a coarse map: the floor
+    for agl_m in (None, 3.0, float("nan")):  # no height, or one no fix could have: full size
+        assert map_query_scale(agl_m, fx_px, 0.25, 10.0) == 1.0

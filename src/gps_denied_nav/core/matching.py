@@ -25,7 +25,7 @@ from gps_denied_nav.core.fix_gates import PosePrior, check_plausibility
 from gps_denied_nav.core.pose_from_plane import PlanarPose, solve_planar_pose
 
 __all__ = ["MatchingConfig", "TileFeatures", "PosePrior", "MatchResult", "VisualFix", "QueryFeatures",
-           "detect_features", "describe_query", "match_frame", "check_plausibility", "inlier_spread"]
+           "detect_features", "describe_query", "map_query_scale", "match_frame", "check_plausibility", "inlier_spread"]
 
 
 @dataclass(frozen=True)
@@ -224,6 +224,16 @@ class QueryFeatures:
     height_px: int
     detect_ms: float  # SIFT and undistortion
     scale: float = 1.0  # the factor the frame was resized by for SIFT (keypoints are in the frame's pixels)
+
+
+def map_query_scale(agl_m: float | None, fx_px: float, map_gsd_m: float, min_agl_m: float,
+                    floor: float = 0.25) -> float:
+    """The ``query_scale`` that brings a frame's ground sampling (agl_m / fx_px, m a pixel) to the map's: never
+    above 1 (no enlarging), never below ``floor`` (a wrong height must not shrink frames until nothing matches
+    and nothing corrects it), 1 without a height of at least ``min_agl_m``."""
+    if agl_m is None or not agl_m >= min_agl_m or not fx_px > 0.0 or not map_gsd_m > 0.0:
+        return 1.0
+    return float(np.clip(agl_m / fx_px / map_gsd_m, floor, 1.0))
 
 
 def describe_query(query_image: np.ndarray, K: np.ndarray, config: MatchingConfig = MatchingConfig(),

@@ -22,7 +22,7 @@ from gps_denied_nav.core.camera import camera_mount_rotation
 from gps_denied_nav.core.corpus import Corpus
 from gps_denied_nav.core.input_checks import geodetic_problem
 from gps_denied_nav.core.matching import (MatchingConfig, PosePrior, QueryFeatures, TileFeatures, describe_query,
-                                           match_frame)
+                                           map_query_scale, match_frame)
 from gps_denied_nav.core.rotations import quat_to_rotmat
 from gps_denied_nav.core.stage_timing import FrameTimer
 from gps_denied_nav.nodes import names
@@ -150,13 +150,10 @@ class MatchingNode(StageNode):
         future.set_result(describe_query(rgb, intrinsics.K, config, intrinsics.distortion))
 
     def _map_scale(self, intrinsics) -> float:
-        """The factor that brings the frame's ground sampling to the map's, from the latest fused height (1 when
-        there is none: the first fixes are found at full size)."""
+        """query_scale 0: the frame brought to the map's ground sampling at the latest fused height."""
         agl = self.fused_agl
-        if agl is None or not agl[1] > 0.0:
-            return 1.0
-        frame_gsd_m = agl[1] / float(intrinsics.K[0, 0])
-        return float(np.clip(frame_gsd_m / self.corpus.manifest.map_geometry.gsd_m, 0.1, 1.0))
+        return map_query_scale(None if agl is None else agl[1], float(intrinsics.K[0, 0]),
+                               self.corpus.manifest.map_geometry.gsd_m, self.config.min_altitude_agl_m)
 
     def _features_of(self, stamp_s: float, timeout_s: float = 2.0) -> QueryFeatures | None:
         """The frame's SIFT from the feature worker (waiting while it runs), or None to compute it here."""
