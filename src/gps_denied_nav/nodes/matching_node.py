@@ -220,6 +220,7 @@ class MatchingNode(StageNode):
         result = match_frame(rgb if features is None else features, intrinsics.K, candidates, config,
                              prior=prior, R_body_cam=R_body_cam, distortion=intrinsics.distortion,
                              terrain_up_m=self.corpus.terrain_up_m)
+        self.status.set("sift_scale", float(features.scale if features is not None else config.query_scale))
         parts = {"descriptor_match": result.match_ms, "homography": result.homography_ms, "pose": result.pose_ms}
         matching_ms = timer.mark_parts(parts if features is not None else {"sift": result.detect_ms, **parts},
                                        "match_other")

@@ -15,6 +15,8 @@ from gps_denied_nav_interfaces.msg import RetrievalCandidates
 
 _RANK_COLOURS = ((0.1, 0.9, 0.2), (0.95, 0.8, 0.1), (0.95, 0.55, 0.1), (0.9, 0.3, 0.1), (0.7, 0.2, 0.2))
 
+MOSAIC_MAX_TILES = 8  # candidates drawn beside the query in the rviz mosaic
+
 
 def candidate_markers(candidates: RetrievalCandidates, corpus: Corpus, map_frame: LocalTangentPlane) -> MarkerArray:
     """One closed LINE_STRIP per candidate (best in green) and its score as text, in ``map``."""
@@ -62,9 +64,9 @@ class MosaicSource:
         return crop if crop.size else np.zeros((8, 8, 3), np.uint8)
 
     def mosaic_msg(self, candidates: RetrievalCandidates, query_rgb: np.ndarray, thumb_px: int):
-        tiles = [self.thumbnail((c.east_min_m, c.north_min_m, c.east_max_m, c.north_max_m))
-                 for c in candidates.candidates]
-        labels = [c.tile_id for c in candidates.candidates]
-        image = retrieval_mosaic(query_rgb, tiles, [c.score for c in candidates.candidates],
+        shown = candidates.candidates[:MOSAIC_MAX_TILES]  # a global search hands 20: one row stays readable
+        tiles = [self.thumbnail((c.east_min_m, c.north_min_m, c.east_max_m, c.north_max_m)) for c in shown]
+        labels = [c.tile_id for c in shown]
+        image = retrieval_mosaic(query_rgb, tiles, [c.score for c in shown],
                                  0 if tiles else None, thumb_px=thumb_px, labels=labels)
         return rgb_to_image(image, candidates.header.stamp, names.MAP_FRAME)
