@@ -22,65 +22,12 @@ from gps_denied_nav.core.camera import R_BODY_CAM_NADIR, project_points
 from gps_denied_nav.core.geodesy import LocalTangentPlane
 from gps_denied_nav.core.local_features import detect_features, match_descriptor_sets
 from gps_denied_nav.core.fix_gates import PosePrior, check_plausibility
+from gps_denied_nav.core.matching_config import MatchingConfig
 from gps_denied_nav.core.pose_from_plane import PlanarPose, solve_planar_pose
+from gps_denied_nav.core.query_features import QueryFeatures, describe_query, map_query_scale
 
 __all__ = ["MatchingConfig", "TileFeatures", "PosePrior", "MatchResult", "VisualFix", "QueryFeatures",
            "detect_features", "describe_query", "map_query_scale", "match_frame", "check_plausibility", "inlier_spread"]
-
-
-@dataclass(frozen=True)
-class MatchingConfig:
-    """Parameters of the matcher; the defaults are the ROS parameters' defaults."""
-
-    max_features: int = 2000  # SIFT keypoints kept on the query frame, strongest response first
-    # SIFT runs on the query resized by this factor (<= 1); keypoints are scaled back to the frame's pixels and
-    # the pixel thresholds and noise floor grow by 1/query_scale. Worth it when the frame's ground sampling is
-    # finer than the map's: details the map does not have cost time and match nothing.
-    query_scale: float = 1.0
-    root_sift: bool = True  # RootSIFT (Arandjelovic & Zisserman 2012); must match the corpus features
-    ratio: float = 0.8  # Lowe ratio test on descriptor distances (nearest / second nearest)
-    mutual_check: bool = True  # keep query i -> tile j only if j's nearest query descriptor is i
-    flann_trees: int = 4  # randomised kd-trees in the per-tile FLANN index
-    flann_checks: int = 64  # leaves visited per query descriptor (recall vs time)
-    usac_method: int = cv2.USAC_MAGSAC  # robust estimator for the ground -> image homography
-    ransac_threshold_px: float = 3.0  # inlier threshold of the homography and of the final pose, px
-    ransac_confidence: float = 0.999  # probability of having drawn one all-inlier sample
-    ransac_max_iterations: int = 5000  # cap on robust-estimator iterations per tile
-    min_inliers: int = 25  # fewer inliers on the best tile -> no fix
-    min_inlier_spread: float = 0.08  # inliers' convex hull area / image area; below -> clustered
-    sigma_floor_px: float = 0.3  # floor of the per-axis pixel noise in the covariance, px
-    # Factor on all covariances for what i.i.d. pixel noise leaves out: correlated keypoint errors,
-    # non-planar ground, resampling. 2 puts the horizontal NEES of the Turku benchmark at ~1.3 (2 DoF).
-    covariance_inflation: float = 2.0
-    # Model sorting inliers from outliers: "homography" (any attitude), or "similarity" (4 DoF: scale, yaw,
-    # shift), used when the prior's tilt is known (a gimbal, the filter), after warping the keypoints to a
-    # straight-down view. Over trees a homography can fit canopy and ground together as one tilted plane; a
-    # similarity cannot, and a canopy-only fit then fails the height gate (the canopy is metres closer).
-    geometry_model: str = "homography"
-
-    def __post_init__(self) -> None:
-        if self.geometry_model not in ("homography", "similarity"):
-            raise ValueError(f"geometry_model must be 'homography' or 'similarity', got {self.geometry_model!r}")
-        if not 0.0 < self.query_scale <= 1.0:
-            raise ValueError(f"query_scale must be in (0, 1], got {self.query_scale}")
-    # Horizontal 1-sigma of the map's own georegistration error, m, added to the fix covariance: a
-    # bias shared by every keypoint that no number of inliers averages out. Set it to the orthophoto's
-    # stated absolute accuracy; 0 when the map is the truth (simulation, benchmarks).
-    map_registration_sigma_m: float = 0.0
-    # Vertical 1-sigma of the terrain heights under the keypoints, m, added to the fix's vertical
-    # variance: a DEM's error moves the solved camera height one for one. From the corpus manifest.
-    terrain_sigma_m: float = 0.0
-    min_altitude_agl_m: float = 10.0  # camera height above the ground plane, lowest plausible, m
-    max_altitude_agl_m: float = 1500.0  # highest plausible, m
-    max_tilt_deg: float = 35.0  # largest plausible angle between body up and world up, deg
-    prior_tilt_tolerance_deg: float = 10.0  # largest tilt difference to a prior attitude, deg
-    prior_altitude_tolerance_m: float = 60.0  # largest altitude difference to a prior altitude, m
-    # Height above ground against the prior's (the homography's scale: a wrong tile or focal length shows
-    # here first): allowed off by max(prior_agl_tolerance_m, prior_agl_tolerance_frac x the prior's).
-    prior_agl_tolerance_frac: float = 0.25
-    prior_agl_tolerance_m: float = 5.0
-    prior_heading_min_tolerance_deg: float = 15.0  # heading gate: max(this, 3 sigma of the prior heading)
-    prior_position_gate_probability: float = 0.999  # chi-square gate of the fix against a prior position
 
 
 @dataclass(frozen=True)
@@ -211,46 +158,6 @@ def _solve_and_reselect(K: np.ndarray, px: np.ndarray, en: np.ndarray, up: np.nd
         inl = new_inl
         pose = solve(inl)
     return pose, inl
-
-
-@dataclass(frozen=True)
-class QueryFeatures:
-    """A query frame's features, computable before its retrieval candidates are known (by the node, beside
-    the descriptor's forward pass). kp_px [N,2] undistorted pixel coordinates, desc [N,128]."""
-
-    kp_px: np.ndarray
-    desc: np.ndarray
-    width_px: int
-    height_px: int
-    detect_ms: float  # SIFT and undistortion
-    scale: float = 1.0  # the factor the frame was resized by for SIFT (keypoints are in the frame's pixels)
-
-
-def map_query_scale(agl_m: float | None, fx_px: float, map_gsd_m: float, min_agl_m: float,
-                    floor: float = 0.25) -> float:
-    """The ``query_scale`` that brings a frame's ground sampling (agl_m / fx_px, m a pixel) to the map's: never
-    above 1 (no enlarging), never below ``floor`` (a wrong height must not shrink frames until nothing matches
-    and nothing corrects it), 1 without a height of at least ``min_agl_m``."""
-    if agl_m is None or not agl_m >= min_agl_m or not fx_px > 0.0 or not map_gsd_m > 0.0:
-        return 1.0
-    return float(np.clip(agl_m / fx_px / map_gsd_m, floor, 1.0))
-
-
-def describe_query(query_image: np.ndarray, K: np.ndarray, config: MatchingConfig = MatchingConfig(),
-                   distortion: tuple[float, ...] = ()) -> QueryFeatures:
-    """SIFT of a query frame [H,W,3] RGB or [H,W] gray uint8 (resized by config.query_scale first), keypoints
-    in the frame's pixels, undistorted (OpenCV order)."""
-    t0 = time.perf_counter()
-    height_px, width_px = query_image.shape[:2]
-    scale = config.query_scale
-    image = query_image if scale == 1.0 else cv2.resize(
-        query_image, (max(1, round(width_px * scale)), max(1, round(height_px * scale))), interpolation=cv2.INTER_AREA)
-    kp, desc = detect_features(image, config.max_features, root_sift=config.root_sift)
-    if scale != 1.0:  # pixel centres: (0, 0) is the top-left pixel's centre in both images
-        kp = ((kp + 0.5) * np.array([width_px / image.shape[1], height_px / image.shape[0]]) - 0.5).astype(np.float32)
-    if len(distortion) and len(kp):
-        kp = cv2.undistortPoints(kp.reshape(-1, 1, 2), K, np.asarray(distortion, float), P=K).reshape(-1, 2)
-    return QueryFeatures(kp, desc, width_px, height_px, 1e3 * (time.perf_counter() - t0), scale)
 
 
 def match_frame(query: np.ndarray | QueryFeatures, K: np.ndarray, candidates: list[TileFeatures],

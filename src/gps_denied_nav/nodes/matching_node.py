@@ -146,14 +146,17 @@ class MatchingNode(StageNode):
 
     def _describe_query(self, item) -> None:
         rgb, intrinsics, future = item
-        config = self.config if self.params.query_scale else replace(self.config, query_scale=self._map_scale(intrinsics))
-        future.set_result(describe_query(rgb, intrinsics.K, config, intrinsics.distortion))
+        future.set_result(describe_query(rgb, intrinsics.K, self._sift_config(intrinsics), intrinsics.distortion))
 
-    def _map_scale(self, intrinsics) -> float:
-        """query_scale 0: the frame brought to the map's ground sampling at the latest fused height."""
+    def _sift_config(self, intrinsics) -> MatchingConfig:
+        """The matcher's config with the SIFT scale in force: the parameter's, or with query_scale 0 the frame
+        brought to the map's ground sampling at the latest fused height."""
+        if self.params.query_scale:
+            return self.config
         agl = self.fused_agl
-        return map_query_scale(None if agl is None else agl[1], float(intrinsics.K[0, 0]),
-                               self.corpus.manifest.map_geometry.gsd_m, self.config.min_altitude_agl_m)
+        return replace(self.config, query_scale=map_query_scale(
+            None if agl is None else agl[1], float(intrinsics.K[0, 0]), self.corpus.manifest.map_geometry.gsd_m,
+            self.config.min_altitude_agl_m))
 
     def _features_of(self, stamp_s: float, timeout_s: float = 2.0) -> QueryFeatures | None:
         """The frame's SIFT from the feature worker (waiting while it runs), or None to compute it here."""
@@ -215,8 +218,7 @@ class MatchingNode(StageNode):
         timer.mark("sift_wait")
         # Every matched map keypoint stands on the terrain under it (terrain.npz of the corpus).
         R_body_cam = self.extrinsics.rotation(self.camera_frame_id, self.R_body_cam, "camera")
-        config = self.config if features is not None or self.params.query_scale else \
-            replace(self.config, query_scale=self._map_scale(intrinsics))  # SIFT here: the feature worker skipped it
+        config = self.config if features is not None else self._sift_config(intrinsics)  # the worker skipped it
         result = match_frame(rgb if features is None else features, intrinsics.K, candidates, config,
                              prior=prior, R_body_cam=R_body_cam, distortion=intrinsics.distortion,
                              terrain_up_m=self.corpus.terrain_up_m)
